@@ -1,0 +1,260 @@
+"""The `harness` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+
+app = typer.Typer(
+    name="harness",
+    help="Observability-first evaluation and replay harness for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100, "terminal_width": 100},
+)
+images_app = typer.Typer(help="Build and inspect sandbox images.", no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+# Not a terminal (a pipe, CI log): use a wide layout instead of rich's 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 120
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"harness {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Observability-first evaluation and replay harness for AI agents."""
+
+
+@app.command()
+def setup(
+    image: Annotated[str | None, typer.Option(help="Base image name to ensure.")] = None,
+) -> None:
+    """Start (or install) the Docker engine and build the base image."""
+    from sandbox import DEFAULT_IMAGE, SandboxError, build_base_image, image_exists
+    from sandbox._engine import ensure_engine
+
+    name = image or DEFAULT_IMAGE
+    try:
+        ensure_engine(say=lambda m: err.print(m, highlight=False))
+        if image_exists(name):
+            err.print(f"engine ready; base image {name} present", highlight=False)
+            return
+        with err.status(f"building {name}") as status:
+            build_base_image(name, progress=lambda m: status.update(f"building {name}: {m}"))
+        err.print(f"built {name}", highlight=False)
+    except SandboxError as exc:
+        raise _fail(str(exc)) from None
+
+
+@images_app.command("build")
+def images_build(
+    name: Annotated[
+        str | None, typer.Option(help="Image name (default harness-base:bookworm).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror URL.")] = None,
+) -> None:
+    """Build the base image from Debian's mirror (no registry needed)."""
+    from sandbox import DEFAULT_IMAGE, SandboxError, build_base_image, image_exists
+    from sandbox._images import DEFAULT_MIRROR
+
+    name = name or DEFAULT_IMAGE
+    try:
+        if image_exists(name) and not force:
+            out.print(f"{name} already exists (use --force to rebuild)", highlight=False)
+            return
+        with err.status(f"building {name}") as status:
+            image_id = build_base_image(
+                name,
+                force=force,
+                mirror=mirror or DEFAULT_MIRROR,
+                progress=lambda m: status.update(f"building {name}: {m}"),
+            )
+        out.print(f"built {name} {image_id}", highlight=False)
+    except SandboxError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, do not remove.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON.")] = False,
+) -> None:
+    """Remove containers and temp images left by dead harness processes."""
+    from sandbox import SandboxError
+    from sandbox import gc as run_gc
+
+    try:
+        items = run_gc(dry_run=dry_run)
+    except SandboxError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        verb = "would_remove" if dry_run else "removed"
+        print(json.dumps({verb: [i.__dict__ for i in items]}))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for i in items:
+        out.print(f"{verb} {i.kind} {i.name} (owner pid {i.owner_pid} gone)", highlight=False)
+    out.print(f"{len(items)} {'item' if len(items) == 1 else 'items'} {verb}", highlight=False)
+
+
+@app.command()
+def doctor(
+    image: Annotated[str | None, typer.Option(help="Base image to check.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON.")] = False,
+) -> None:
+    """Check the engine, base image and fast paths; say how to fix problems."""
+    from sandbox import DEFAULT_IMAGE
+    from sandbox._probe import run_checks
+
+    checks = run_checks(image or DEFAULT_IMAGE)
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        print(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}))
+    else:
+        table = Table(show_header=True, header_style="bold")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        colors = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for c in checks:
+            table.add_row(c.name, f"[{colors[c.status]}]{c.status}[/]", c.detail, c.fix)
+        out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("exec")
+def exec_(
+    commands: Annotated[list[str], typer.Argument(help="Commands, run in order in one session.")],
+    image: Annotated[
+        str | None, typer.Option(help="Image (default harness-base:bookworm).")
+    ] = None,
+    network: Annotated[
+        str, typer.Option(help="Network mode: none, bridge, or a network name.")
+    ] = "none",
+    memory: Annotated[str, typer.Option(help="Memory limit, e.g. 512m, 2g.")] = "2g",
+    cpus: Annotated[float, typer.Option(help="CPU limit.")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Per-command timeout in seconds.")] = 600.0,
+    workdir: Annotated[str | None, typer.Option(help="Starting directory.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per command.")] = False,
+) -> None:
+    """Run commands in one persistent shell in a fresh sandbox."""
+    from sandbox import DEFAULT_IMAGE, Limits, Sandbox, SandboxError
+
+    env_map: dict[str, str] = {}
+    for item in env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"--env {item!r}: expected KEY=VALUE")
+        env_map[key] = value
+    try:
+        limits = Limits(memory=memory, cpus=cpus)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _fail(f"invalid limit: {exc}") from None
+    status = 0  # the first failing command's exit code, 124 for a timeout
+    try:
+        with Sandbox(
+            image or DEFAULT_IMAGE,
+            limits=limits,
+            network=network,
+            env=env_map,
+            workdir=workdir,
+            timeout=timeout,
+        ) as sb:
+            if not as_json:
+                cid = (sb.container_id or "")[:12]
+                out.print(
+                    f"[dim]sandbox {cid} ({sb.image}, network {network}, "
+                    f"memory {memory}, cpus {cpus})[/]",
+                    highlight=False,
+                )
+            for cmd in commands:
+                r = sb.run(cmd)
+                if status == 0 and not r.ok:
+                    status = 124 if r.timed_out else (r.exit_code or 1)
+                if as_json:
+                    print(json.dumps(_result_json(cmd, r)), flush=True)
+                else:
+                    _print_result(cmd, r)
+    except SandboxError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(status if 0 <= status <= 255 else 1)
+
+
+def _result_json(cmd: str, r: Any) -> dict[str, Any]:
+    return {
+        "command": cmd,
+        "exit_code": r.exit_code,
+        "stdout": r.stdout_text,
+        "stderr": r.stderr_text,
+        "duration_ms": round(r.duration * 1000, 3),
+        "timed_out": r.timed_out,
+        "stdout_bytes": r.stdout_bytes,
+        "stderr_bytes": r.stderr_bytes,
+        "truncated": r.truncated,
+        "oom_killed": r.oom_killed,
+        "session_restarted": r.session_restarted,
+        "cwd": r.cwd,
+    }
+
+
+def _print_result(cmd: str, r: Any) -> None:
+    color = "green" if r.ok else "red"
+    flags = [
+        f
+        for f, on in (
+            ("timed out", r.timed_out),
+            ("OOM-killed", r.oom_killed),
+            ("shell restarted", r.session_restarted),
+            ("output truncated", r.truncated),
+        )
+        if on
+    ]
+    out.print(
+        f"[bold]$ {cmd}[/]  [{color}]exit {r.exit_code}[/] [dim]{r.duration * 1000:.1f} ms"
+        f"  cwd {r.cwd}{'  ' + ', '.join(flags) if flags else ''}[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if r.stdout:
+        out.print(r.stdout_text.rstrip("\n"), highlight=False, markup=False, soft_wrap=True)
+    if r.stderr:
+        out.print(
+            r.stderr_text.rstrip("\n"),
+            style="yellow",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def main() -> None:
+    app()

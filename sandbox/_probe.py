@@ -1,0 +1,163 @@
+"""What this engine can do for us: the facts behind `harness doctor`."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from ._engine import client, is_local_engine
+from ._errors import SandboxError
+from ._images import RECIPE_LABEL, recipe_hash
+from ._session import DEFAULT_IMAGE, Sandbox
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report. ``status`` is ``ok``, ``warn`` or ``fail``."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def run_checks(image: str = DEFAULT_IMAGE, try_session: bool = True) -> list[Check]:
+    """Inspect the engine and the base image; never raises for an expected problem."""
+    checks: list[Check] = []
+    try:
+        c = client()
+        info: dict[str, Any] = c.info()
+        version: dict[str, Any] = c.version()
+    except SandboxError as exc:
+        return [Check("engine", "fail", str(exc), "run `harness setup` (root) or start Docker")]
+    where = "local" if is_local_engine() else os.environ.get("DOCKER_HOST", "remote")
+    checks.append(
+        Check(
+            "engine",
+            "ok",
+            f"Docker {version.get('Version')} (API {version.get('ApiVersion')}),"
+            f" {where}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB",
+        )
+    )
+    driver = str(info.get("Driver", ""))
+    status = dict((k, v) for k, v in info.get("DriverStatus") or [])
+    backing = status.get("Backing Filesystem", "?")
+    checks.append(
+        Check(
+            "storage driver",
+            "ok" if driver == "overlay2" else "warn",
+            f"{driver} (backing filesystem {backing})",
+            ""
+            if driver == "overlay2"
+            else "file diffs use the slower Docker API path; configure overlay2 for the fast path",
+        )
+    )
+    cg_version = str(info.get("CgroupVersion", "1"))
+    cg_driver = str(info.get("CgroupDriver", "?"))
+    checks.append(Check("cgroups", "ok", f"v{cg_version}, driver {cg_driver}"))
+    checks.append(_image_check(image))
+    checks.extend(_fast_paths(info, driver, cg_version, cg_driver))
+    quota = driver == "overlay2" and backing == "xfs"
+    checks.append(
+        Check(
+            "disk limits",
+            "ok" if quota else "warn",
+            "per-container disk limits are enforced"
+            if quota
+            else f"not available (overlay2 on {backing}); disk limits are refused with an error",
+            "" if quota else "put /var/lib/docker on xfs mounted with pquota to enable them",
+        )
+    )
+    sec = ", ".join(
+        str(s).split(",")[0].removeprefix("name=") for s in info.get("SecurityOptions") or []
+    )
+    checks.append(Check("security", "ok", sec or "none reported"))
+    if try_session and checks[3].status != "fail":
+        checks.append(_session_check(image))
+    return checks
+
+
+def _image_check(image: str) -> Check:
+    try:
+        im = client().images.get(image)
+    except docker.errors.ImageNotFound:
+        return Check(
+            "base image",
+            "fail",
+            f"{image} is not built",
+            "run `harness images build` (about a minute)",
+        )
+    size = (im.attrs.get("Size") or 0) / 2**20
+    recipe = (im.labels or {}).get(RECIPE_LABEL)
+    if recipe is not None and recipe != recipe_hash():
+        return Check(
+            "base image",
+            "warn",
+            f"{image} ({im.short_id}, {size:.0f} MiB) is from an older recipe",
+            "run `harness images build --force` to rebuild it",
+        )
+    return Check("base image", "ok", f"{image} ({im.short_id}, {size:.0f} MiB)")
+
+
+def _fast_paths(info: dict[str, Any], driver: str, cg_version: str, cg_driver: str) -> list[Check]:
+    out: list[Check] = []
+    if not is_local_engine():
+        msg = "remote engine: recording uses the Docker API (diff, stats), about 1 s per command"
+        return [Check("fast paths", "warn", msg, "run the harness on the engine's host")]
+    root = Path(str(info.get("DockerRootDir", "/var/lib/docker")))
+    upper_ok = driver == "overlay2" and os.access(root / "overlay2", os.R_OK | os.X_OK)
+    out.append(
+        Check(
+            "fast path: file diffs",
+            "ok" if upper_ok else "warn",
+            f"container upper layers readable under {root / 'overlay2'}"
+            if upper_ok
+            else f"cannot read {root / 'overlay2'} (needs overlay2 and root)",
+            "" if upper_ok else "run as root on the engine's host",
+        )
+    )
+    if cg_version == "2":
+        base = Path(
+            "/sys/fs/cgroup/system.slice" if cg_driver == "systemd" else "/sys/fs/cgroup/docker"
+        )
+    else:
+        base = Path("/sys/fs/cgroup/memory") / (
+            "system.slice" if cg_driver == "systemd" else "docker"
+        )
+    cg_ok = base.is_dir() and os.access(base, os.R_OK)
+    out.append(
+        Check(
+            "fast path: resource samples",
+            "ok" if cg_ok else "warn",
+            f"container cgroups readable under {base}" if cg_ok else f"{base} not readable",
+            "" if cg_ok else "resource samples fall back to the Docker stats API (~1 s each)",
+        )
+    )
+    return out
+
+
+def _session_check(image: str) -> Check:
+    try:
+        t0 = time.perf_counter()
+        with Sandbox(image) as sb:
+            start_ms = (time.perf_counter() - t0) * 1000
+            times = []
+            for _ in range(20):
+                r = sb.run("true")
+                times.append(r.duration * 1000)
+            times.sort()
+    except SandboxError as exc:
+        return Check("session", "fail", str(exc), "see the engine log, then `harness doctor`")
+    return Check(
+        "session",
+        "ok",
+        f"sandbox started in {start_ms:.0f} ms; `true` round trip {times[10]:.2f} ms",
+    )

@@ -1,0 +1,669 @@
+"""The sandbox session: a persistent shell in a hardened container, driven like a terminal."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from types import TracebackType
+from typing import IO, Any
+
+import docker.errors
+from docker.types import LogConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import _lifecycle, _shell
+from ._capture import HeadTail, MarkerScanner
+from ._engine import client
+from ._errors import ImageNotFound, LimitNotSupported, SandboxError, SessionLost
+from ._owner import owner_labels
+
+DEFAULT_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", "harness-base:bookworm")
+DEFAULT_OUTPUT_LIMIT = 1 << 20
+
+# What a normal root shell in a container needs (package installs drop to _apt, chown, kill,
+# bind low ports). Docker's defaults minus MKNOD and NET_RAW (raw sockets: spoofing, sniffing).
+DEFAULT_CAPS = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "SETFCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "AUDIT_WRITE",
+)
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a string such as ``"512m"``, ``"2G"``, ``"1.5GiB"``."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower().removesuffix("ib").removesuffix("b")
+    num = text.rstrip("kmgt")
+    unit = text[len(num) :]
+    try:
+        return int(float(num) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"invalid size {value!r}: use bytes or a number with k, m, g or t (e.g. '512m')"
+        ) from None
+
+
+class Limits(BaseModel):
+    """Resource limits; always applied (there is no unlimited sandbox)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory: int = Field(default=2 << 30, description="bytes; swap is not allowed on top")
+    cpus: float = Field(default=1.0, gt=0)
+    pids: int = Field(default=1024, ge=16)
+    disk: int | None = Field(default=None, description="writable layer size, bytes")
+
+    @field_validator("memory", "disk", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        return parse_size(v) if isinstance(v, str) else v
+
+    @field_validator("memory")
+    @classmethod
+    def _min_memory(cls, v: int) -> int:
+        if v < 6 << 20:
+            raise ValueError("memory limit must be at least 6m (the engine's minimum)")
+        return v
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one ``run()`` observed. ``stdout``/``stderr`` are bounded; the counts are not."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+    timed_out: bool = False
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    truncated: bool = False
+    oom_killed: bool = False
+    session_restarted: bool = False
+    cwd: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def stdout_text(self) -> str:
+        return self.stdout.decode("utf-8", errors="replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode("utf-8", errors="replace")
+
+
+@dataclass
+class _Inflight:
+    nonce: bytes
+    out: HeadTail
+    err: HeadTail
+    done: threading.Event = field(default_factory=threading.Event)
+    last_pid: int | None = None
+    exit_code: int | None = None
+    oom: bool = False
+    shell_pid: int | None = None
+    cwd: str = ""
+    out_done: bool = False
+    err_done: bool = False
+    eof: bool = False
+
+
+_UNSET: Any = object()
+
+
+class Sandbox:
+    """A session-scoped Linux container with a persistent shell.
+
+    Use as a context manager; the container is removed on exit, on exceptions, Ctrl-C and
+    SIGTERM, and by the engine itself if this process dies. Safe to use from many threads: each
+    sandbox serialises its own commands, different sandboxes run in parallel.
+
+    Example:
+        with Sandbox() as sb:
+            sb.run("cd /tmp && export X=1")
+            print(sb.run("echo $X in $PWD").stdout_text)
+    """
+
+    def __init__(
+        self,
+        image: str = DEFAULT_IMAGE,
+        *,
+        limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        network: str = "none",
+        labels: Mapping[str, str] | None = None,
+        user: str | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        timeout: float | None = 600.0,
+        run_id: str | None = None,
+    ) -> None:
+        self.image = image
+        self.limits = limits or Limits()
+        self.env = dict(env or {})
+        self.workdir = workdir
+        self.network = network
+        self.labels = {**(labels or {}), **owner_labels(run_id)}
+        self.user = user
+        self.output_limit = output_limit
+        self.default_timeout = timeout
+        self.run_id = run_id
+        self.container_id: str | None = None
+        self.cwd = ""
+        self._api = client().api
+        self._lock = threading.Lock()  # one command at a time
+        self._io_lock = threading.Lock()  # reader thread vs run()
+        self._control: socket.socket | None = None
+        self._shell: _ShellChannel | None = None
+        self._command_id = 0
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        if self.container_id is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> Sandbox:
+        """Create and start the container and its session shell."""
+        if self.container_id is not None:
+            raise SandboxError("sandbox already started")
+        _lifecycle.register(self)
+        try:
+            self._create_container()
+            self._shell = self._start_shell(restore=False)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _create_container(self) -> None:
+        lim = self.limits
+        host_config: dict[str, Any] = dict(
+            auto_remove=True,
+            network_mode=self.network,
+            mem_limit=lim.memory,
+            memswap_limit=lim.memory,
+            nano_cpus=int(lim.cpus * 1e9),
+            pids_limit=lim.pids,
+            cap_drop=["ALL"],
+            cap_add=list(DEFAULT_CAPS),
+            security_opt=["no-new-privileges"],
+            log_config=LogConfig(type="none"),
+        )
+        if lim.disk is not None:
+            host_config["storage_opt"] = {"size": str(lim.disk)}
+        try:
+            cid = self._api.create_container(
+                self.image,
+                entrypoint=["bash", "--noprofile", "--norc"],
+                command=[],
+                stdin_open=True,
+                detach=False,  # with stdin_open: StdinOnce, so our EOF ends PID 1
+                environment=self.env,
+                working_dir=self.workdir,
+                labels=self.labels,
+                host_config=self._api.create_host_config(**host_config),
+            )["Id"]
+        except docker.errors.ImageNotFound:
+            raise ImageNotFound(
+                f"image {self.image!r} is not on the engine. Build the base image with "
+                "`harness images build`, or `docker build` your own and pass its tag."
+            ) from None
+        except docker.errors.APIError as exc:
+            msg = str(exc.explanation or exc)
+            if lim.disk is not None and "storage-opt" in msg.lower():
+                raise LimitNotSupported(
+                    f"the disk limit cannot be enforced here ({msg}). It needs overlay2 on "
+                    "xfs mounted with pquota; run `harness doctor`, or drop the disk limit."
+                ) from None
+            raise SandboxError(f"could not create a container from {self.image!r}: {msg}") from exc
+        self.container_id = cid
+        sock = self._api.attach_socket(cid, params={"stdin": 1, "stream": 1})
+        self._control = _raw_socket(sock)
+        try:
+            self._api.start(cid)
+        except docker.errors.APIError as exc:
+            raise SandboxError(
+                f"container from {self.image!r} failed to start: {exc.explanation or exc}. "
+                "The image needs bash on its PATH."
+            ) from exc
+        self._control.sendall(_shell.CONTROL_INIT.encode())
+
+    def close(self) -> None:
+        """Remove the container (idempotent). Everything inside it is gone afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        _lifecycle.unregister(self)
+        if self._shell is not None:
+            self._shell.close()
+        if self._control is not None:
+            try:
+                self._control.close()
+            except OSError:
+                pass
+        if self.container_id is not None:
+            try:
+                self._api.remove_container(self.container_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (404, 409):  # 409: already being removed
+                    raise
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- commands ------------------------------------------------------------------------
+
+    def run(
+        self,
+        command: str | bytes,
+        timeout: float | None = _UNSET,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        """Run ``command`` in the session shell, like typing it into a terminal.
+
+        Args:
+            command: bash source; may span lines. Its stdin is /dev/null.
+            timeout: seconds; on expiry the command's whole process tree is killed and the
+                result has ``timed_out``. ``None`` waits forever. Defaults to the sandbox's.
+            cwd: run in this directory; the session's directory is left as it was unless the
+                command itself changes directory.
+
+        Returns:
+            The exit code, bounded stdout/stderr, full byte counts and timing. A command that
+            ends the shell (``exit 3``) reports that code with ``session_restarted``; the next
+            command finds a fresh shell with the previous directory and environment.
+        """
+        if timeout is _UNSET:
+            timeout = self.default_timeout
+        cmd = command.encode() if isinstance(command, str) else command
+        with self._lock:
+            if self._closed or self.container_id is None:
+                raise SandboxError("sandbox is not running (use `with Sandbox() as sb:`)")
+            if self._shell is None or self._shell.eof:
+                self._shell = self._start_shell(restore=True)
+            self._command_id += 1
+            return self._run_locked(cmd, timeout, cwd, self._command_id)
+
+    def _run_locked(
+        self, cmd: bytes, timeout: float | None, cwd: str | None, command_id: int
+    ) -> CommandResult:
+        shell = self._shell
+        assert shell is not None
+        line = _shell.command_line(
+            cmd,
+            (nonce := secrets.token_hex(10).encode()),
+            command_id,
+            cwd.encode() if cwd is not None else None,
+        )
+        t0 = time.perf_counter()
+        inflight = shell.submit(nonce, line)
+        timed_out = False
+        try:
+            if not inflight.done.wait(timeout):
+                timed_out = True
+                self._kill_command(inflight, command_id)
+                if not inflight.done.wait(3.0):
+                    # Only the shell itself is left running (a builtin loop): restart it.
+                    self._kill_shell(inflight)
+                    if not inflight.done.wait(15.0):
+                        raise SessionLost(
+                            f"the session shell did not stop after a timeout; "
+                            f"container {self.container_id[:12] if self.container_id else ''}"
+                            " is unresponsive. Close this sandbox and start a new one."
+                        )
+        except BaseException:
+            # Ctrl-C or another interruption: never leave a command running behind our back.
+            if not inflight.done.is_set():
+                self._kill_command(inflight, command_id)
+                self._kill_shell(inflight)
+            raise
+        duration = time.perf_counter() - t0
+        restarted = False
+        exit_code = inflight.exit_code
+        if inflight.eof:
+            exit_code = shell.exit_code()
+            restarted = True
+            try:
+                self._shell = self._start_shell(restore=True)
+            except SandboxError as exc:
+                raise SessionLost(
+                    f"the command ended the session shell (exit {exit_code}) and it could not "
+                    f"be restarted: {exc}"
+                ) from exc
+        if inflight.cwd:
+            self.cwd = inflight.cwd
+        out, err = inflight.out, inflight.err
+        return CommandResult(
+            exit_code=exit_code if exit_code is not None else -1,
+            stdout=out.getvalue(),
+            stderr=err.getvalue(),
+            duration=duration,
+            timed_out=timed_out,
+            stdout_bytes=out.total,
+            stderr_bytes=err.total,
+            truncated=out.truncated or err.truncated,
+            oom_killed=inflight.oom,
+            session_restarted=restarted,
+            cwd=self.cwd,
+        )
+
+    def _control_send(self, line: str) -> None:
+        if self._control is None:
+            return
+        try:
+            self._control.sendall(line.encode() + b"\n")
+        except OSError:
+            pass
+
+    def _kill_command(self, inflight: _Inflight, command_id: int) -> None:
+        if inflight.last_pid is None or inflight.shell_pid is None:
+            return
+        self._control_send(f"__h_kill {inflight.shell_pid} {inflight.last_pid} {command_id}")
+
+    def _kill_shell(self, inflight: _Inflight) -> None:
+        if inflight.shell_pid is not None:
+            self._control_send(f"builtin kill -9 {inflight.shell_pid}")
+        elif self._shell is not None:
+            self._shell.close()
+
+    def _start_shell(self, restore: bool) -> _ShellChannel:
+        assert self.container_id is not None
+        try:
+            exec_id = self._api.exec_create(
+                self.container_id,
+                ["bash", "--noprofile", "--norc"],
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                user=self.user or "",
+                workdir=self.workdir,
+            )["Id"]
+            sock = self._api.exec_start(exec_id, socket=True)
+        except docker.errors.APIError as exc:
+            raise SessionLost(
+                f"could not start a shell in container {self.container_id[:12]}: "
+                f"{exc.explanation or exc}"
+            ) from exc
+        channel = _ShellChannel(self._api, exec_id, _raw_socket(sock), self.output_limit)
+        init = _shell.SESSION_INIT.encode()
+        if restore and self.cwd:
+            init += (
+                _shell.RESTORE
+                % {
+                    "cwd": _shell.quote(self.cwd.encode()).decode("latin-1"),
+                    "state": _shell.STATE_FILE,
+                }
+            ).encode("latin-1")
+        channel.send(init)
+        ready = channel.submit(
+            nonce := secrets.token_hex(10).encode(),
+            _shell.command_line(b":", nonce, 0),
+        )
+        if not ready.done.wait(30.0) or ready.eof:
+            channel.close()
+            raise SessionLost(
+                f"the shell in container {self.container_id[:12]} did not start "
+                "(does the image have bash?)"
+            )
+        channel.shell_pid = ready.shell_pid
+        self.cwd = ready.cwd
+        return channel
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _abspath(self, path: str) -> str:
+        p = PurePosixPath(path)
+        if not p.is_absolute():
+            p = PurePosixPath(self.cwd or "/") / p
+        return str(p)
+
+    def write_file(self, path: str, data: bytes | str | IO[bytes], mode: int = 0o644) -> None:
+        """Write a file (parents are created), streaming it to the engine.
+
+        ``data`` may be bytes, text (written as UTF-8) or a binary file object of any size.
+        Relative paths are relative to the session's current directory.
+        """
+        if self.container_id is None:
+            raise SandboxError("sandbox is not running")
+        target = self._abspath(path)
+        if isinstance(data, str):
+            data = data.encode()
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            fobj: IO[bytes] = io.BytesIO(bytes(data))
+            size = len(data)
+        else:
+            fobj = data
+            try:
+                size = os.fstat(fobj.fileno()).st_size - fobj.tell()
+            except (OSError, AttributeError, io.UnsupportedOperation):
+                start = fobj.tell()
+                size = fobj.seek(0, io.SEEK_END) - start
+                fobj.seek(start)
+        info = tarfile.TarInfo(target.lstrip("/"))
+        info.size, info.mode, info.mtime = size, mode, int(time.time())
+        try:
+            ok = self._api.put_archive(self.container_id, "/", _tar_stream(info, fobj))
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not write {target}: {exc.explanation or exc}") from exc
+        if not ok:
+            raise SandboxError(f"could not write {target}")
+
+    def read_file(self, path: str) -> bytes:
+        """Read a whole file from the container (streamed from the engine)."""
+        if self.container_id is None:
+            raise SandboxError("sandbox is not running")
+        target = self._abspath(path)
+        try:
+            chunks, stat = self._api.get_archive(self.container_id, target)
+        except docker.errors.NotFound:
+            raise FileNotFoundError(f"no such file in the sandbox: {target}") from None
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not read {target}: {exc.explanation or exc}") from exc
+        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+            for member in tar:
+                if member.isdir():
+                    raise IsADirectoryError(f"is a directory in the sandbox: {target}")
+                f = tar.extractfile(member)
+                if f is None:
+                    raise SandboxError(f"not a regular file in the sandbox: {target}")
+                return f.read()
+        raise FileNotFoundError(f"no such file in the sandbox: {target}")
+
+    def __repr__(self) -> str:
+        cid = self.container_id[:12] if self.container_id else "not started"
+        return f"Sandbox(image={self.image!r}, container={cid})"
+
+
+class _ShellChannel:
+    """The attached stdin/stdout/stderr of the session shell, demultiplexed by a thread."""
+
+    def __init__(self, api: Any, exec_id: str, sock: socket.socket, limit: int) -> None:
+        self.api = api
+        self.exec_id = exec_id
+        self.sock = sock
+        self.limit = limit
+        self.shell_pid: int | None = None
+        self.eof = False
+        self._lock = threading.Lock()
+        self._out = MarkerScanner(HeadTail(limit))
+        self._err = MarkerScanner(HeadTail(limit))
+        self._inflight: _Inflight | None = None
+        self._reader = threading.Thread(target=self._read_loop, name="harness-shell", daemon=True)
+        self._reader.start()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def submit(self, nonce: bytes, line: bytes) -> _Inflight:
+        """Register the markers of a command, then send it. Output already buffered (from
+        background jobs since the last command) counts as this command's output."""
+        with self._lock:
+            inf = _Inflight(nonce=nonce, out=self._out.sink, err=self._err.sink)
+            self._inflight = inf
+            if self.eof:
+                inf.eof = True
+                inf.done.set()
+                return inf
+            self._out.expect(nonce + b"S", lambda t: self._on_start(inf, t))
+            self._out.expect(nonce + b"E", lambda t: self._on_end(inf, t, stdout=True))
+            self._err.expect(nonce + b"E", lambda t: self._on_end(inf, t, stdout=False))
+        try:
+            self.sock.sendall(line)
+        except OSError:
+            pass  # the reader sees EOF and completes the command as "shell exited"
+        return inf
+
+    def _on_start(self, inf: _Inflight, trailer: bytes) -> None:
+        try:
+            inf.last_pid = int(trailer)
+        except ValueError:
+            inf.last_pid = None
+        inf.shell_pid = self.shell_pid
+
+    def _on_end(self, inf: _Inflight, trailer: bytes, stdout: bool) -> None:
+        if stdout:
+            rc, oom, pid, cwd = trailer.split(b" ", 3)
+            inf.exit_code, inf.oom, inf.cwd = int(rc), oom == b"1", os.fsdecode(cwd)
+            inf.shell_pid = int(pid)
+            inf.out = self._out.sink
+            self._out.sink = HeadTail(self.limit)
+            inf.out_done = True
+        else:
+            inf.err = self._err.sink
+            self._err.sink = HeadTail(self.limit)
+            inf.err_done = True
+        if inf.out_done and inf.err_done:
+            inf.done.set()
+
+    def _read_loop(self) -> None:
+        buf = bytearray()
+        scanners = {1: self._out, 2: self._err}
+        try:
+            while True:
+                try:
+                    chunk = self.sock.recv(1 << 17)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+                pos = 0
+                with self._lock:
+                    while len(buf) - pos >= 8:
+                        size = int.from_bytes(buf[pos + 4 : pos + 8], "big")
+                        end = pos + 8 + size
+                        if end > len(buf):
+                            break
+                        scanner = scanners.get(buf[pos])
+                        if scanner is not None:
+                            scanner.feed(bytes(buf[pos + 8 : end]))
+                        pos = end
+                del buf[:pos]
+        finally:
+            with self._lock:
+                self.eof = True
+                inf = self._inflight
+                if inf is not None and not inf.done.is_set():
+                    self._out.clear()
+                    self._err.clear()
+                    inf.out, inf.err = self._out.sink, self._err.sink
+                    inf.eof = True
+                    inf.done.set()
+
+    def exit_code(self) -> int | None:
+        """The shell's exit status after EOF (the engine records it a moment later)."""
+        for _ in range(50):
+            info = self.api.exec_inspect(self.exec_id)
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            time.sleep(0.02)
+        return None
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _raw_socket(sock: Any) -> socket.socket:
+    """The plain socket under what docker-py returns for a hijacked connection."""
+    raw = getattr(sock, "_sock", sock)
+    return raw  # type: ignore[no-any-return]
+
+
+def _tar_stream(info: tarfile.TarInfo, fobj: IO[bytes]) -> Iterator[bytes]:
+    """A one-member tar archive as a stream of chunks: the file is never held in memory."""
+    yield info.tobuf(format=tarfile.PAX_FORMAT)
+    remaining = info.size
+    while remaining > 0:
+        chunk = fobj.read(min(remaining, 1 << 20))
+        if not chunk:
+            raise SandboxError(f"file ended {remaining} bytes early while writing {info.name}")
+        remaining -= len(chunk)
+        yield chunk
+    pad = -info.size % tarfile.BLOCKSIZE
+    yield b"\0" * (pad + 2 * tarfile.BLOCKSIZE)
+
+
+class _IterReader(io.RawIOBase):
+    """A file object over an iterator of byte chunks, for streaming tar parsing."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n

@@ -1,0 +1,111 @@
+"""The bash side of a session: scripts sent to the shells inside the container.
+
+Everything here runs with bash builtins only (no fork, no coreutils), so it works in any image
+that has bash and costs microseconds per command. Two shells live in every container:
+
+* the *control shell* is PID 1. Its stdin is the container's attached stdin, so when the
+  harness process goes away (even by SIGKILL) it reads EOF, exits, and the engine removes the
+  container. It kills a timed-out command's processes without needing a free pid slot, which
+  matters when the command is a fork bomb sitting at the pids limit.
+* the *session shell* is one ``docker exec`` whose stdin/stdout/stderr stay attached. Every
+  ``run()`` is one line written to its stdin; its output comes back framed by random markers.
+"""
+
+from __future__ import annotations
+
+STATE_FILE = "/dev/shm/.harness-session-state"
+
+CONTROL_INIT = r"""
+exec >/dev/null 2>&1
+# __h_kill SHELL_PID LAST_PID COMMAND_ID
+# Kill every process created since the command began (pid > LAST_PID) whose oldest new
+# ancestor was forked by the session shell, or that was orphaned (reparented to PID 1), or
+# whose environment carries the command's id (daemons that escaped with setsid). Processes
+# started by earlier commands, such as background servers, are spared.
+__h_kill() {
+  local sh=$1 last=$2 id=$3 round p q line rest found e
+  local -A pp
+  for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+    pp=()
+    for p in /proc/[0-9]*; do
+      builtin read -r line 2>/dev/null < "$p/stat" || continue
+      rest=${line##*) }
+      builtin set -- $rest
+      pp[${p#/proc/}]=$2
+    done
+    found=0
+    for p in "${!pp[@]}"; do
+      (( p > last && p != $$ )) || continue
+      q=${pp[$p]}
+      while (( q > last )); do q=${pp[$q]:-0}; done
+      if (( q == sh || q == 1 )); then
+        builtin kill -9 "$p" 2>/dev/null && found=1
+        continue
+      fi
+      while IFS= builtin read -r -d '' e; do
+        if [[ $e == "HARNESS_COMMAND_ID=$id" ]]; then builtin kill -9 "$p" 2>/dev/null && found=1; break; fi
+      done 2>/dev/null < "/proc/$p/environ"
+    done
+    (( found )) || break
+  done
+}
+"""
+
+SESSION_INIT = r"""
+builtin shopt -s expand_aliases
+builtin export HARNESS_COMMAND_ID=0
+__h_oomf=
+if [[ -r /sys/fs/cgroup/memory/memory.oom_control ]]; then __h_oomf=/sys/fs/cgroup/memory/memory.oom_control
+elif [[ -r /sys/fs/cgroup/memory.events ]]; then __h_oomf=/sys/fs/cgroup/memory.events; fi
+__h_oomc=0
+__h_oomread() {
+  local k v
+  __h_oom=0
+  [[ -n $__h_oomf ]] || return 0
+  while builtin read -r k v; do
+    if [[ $k == oom_kill ]]; then (( v > __h_oomc )) && __h_oom=1; __h_oomc=$v; break; fi
+  done 2>/dev/null < "$__h_oomf"
+}
+__h_oomread
+"""
+
+RESTORE = r"""
+builtin cd -- %(cwd)s 2>/dev/null
+[[ -r %(state)s ]] && builtin source %(state)s >/dev/null 2>&1
+"""
+
+
+def quote(text: bytes) -> bytes:
+    """Single-quote ``text`` for bash: exact for every byte except NUL."""
+    if b"\0" in text:
+        raise ValueError("a shell command cannot contain a NUL byte")
+    return b"'" + text.replace(b"'", b"'\\''") + b"'"
+
+
+def command_line(command: bytes, nonce: bytes, command_id: int, cwd: bytes | None = None) -> bytes:
+    """One line for the session shell that runs ``command`` and reports around it.
+
+    The command runs through ``eval`` in the shell itself (not a subshell), so ``cd``,
+    exports, functions and aliases persist; its stdin is /dev/null so it can never read the
+    next command. The start marker carries the last pid allocated before the command, which is
+    how a timeout finds exactly the processes this command created.
+    """
+    n = nonce
+    run = b"builtin eval " + quote(command) + b" </dev/null; __h_rc=$?"
+    if cwd is not None:
+        # Run in cwd, then go back, unless the command itself changed directory.
+        run = (
+            b"__h_prev=$PWD; if builtin cd -- "
+            + quote(cwd)
+            + b"; then __h_in=$PWD; "
+            + run
+            + b'; [[ $PWD == "$__h_in" ]] && builtin cd -- "$__h_prev"; else __h_rc=1; fi'
+        )
+    return (
+        b"HARNESS_COMMAND_ID=%d; builtin read -r _ _ _ _ __h_lp </proc/loadavg;"
+        b" builtin printf '%%sS%%s\\0' %s \"$__h_lp\"; " % (command_id, n) + run + b"\n__h_oomread;"
+        b' builtin printf \'%%sE%%s %%s %%s %%s\\0\' %s "$__h_rc" "$__h_oom" "$$" "$PWD";'
+        b" builtin printf '%%sE\\0' %s >&2;"
+        b" { builtin export -p; builtin declare -f; builtin alias -p; } >%s 2>/dev/null\n"
+        % (n, n, STATE_FILE.encode())
+    )
