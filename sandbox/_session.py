@@ -337,28 +337,26 @@ class Sandbox:
         timed_out = False
         try:
             if not inflight.done.wait(timeout):
+                # Kill the shell and everything the command started; the shell is restarted
+                # below with the state it had before this command.
                 timed_out = True
                 self._kill_command(inflight, command_id)
-                if not inflight.done.wait(3.0):
-                    # Only the shell itself is left running (a builtin loop): restart it.
-                    self._kill_shell(inflight)
-                    if not inflight.done.wait(15.0):
-                        raise SessionLost(
-                            f"the session shell did not stop after a timeout; "
-                            f"container {self.container_id[:12] if self.container_id else ''}"
-                            " is unresponsive. Close this sandbox and start a new one."
-                        )
+                if not inflight.done.wait(15.0):
+                    raise SessionLost(
+                        "the session shell did not stop after a timeout; container "
+                        f"{(self.container_id or '')[:12]} is unresponsive. Close this "
+                        "sandbox and start a new one."
+                    )
         except BaseException:
             # Ctrl-C or another interruption: never leave a command running behind our back.
             if not inflight.done.is_set():
                 self._kill_command(inflight, command_id)
-                self._kill_shell(inflight)
             raise
         duration = time.perf_counter() - t0
         restarted = False
         exit_code = inflight.exit_code
         if inflight.eof:
-            exit_code = shell.exit_code()
+            exit_code = 124 if timed_out else shell.exit_code()
             restarted = True
             try:
                 self._shell = self._start_shell(restore=True)
@@ -384,6 +382,21 @@ class Sandbox:
             cwd=self.cwd,
         )
 
+    def kill_processes(self) -> None:
+        """Kill every process in the sandbox (background jobs, daemons, a runaway fork bomb)
+        and give the session a fresh shell with its directory and variables restored."""
+        with self._lock:
+            if self._closed or self.container_id is None:
+                raise SandboxError("sandbox is not running")
+            # From PID 1, kill -1 reaches everything but itself; repeat until nothing is left,
+            # since a fork bomb forks while the signals go out.
+            self._control_send(
+                "for __h_i in {1..200}; do builtin kill -9 -1 2>/dev/null || break; done"
+            )
+            if self._shell is not None and not self._shell.wait_eof(15.0):
+                raise SessionLost("the session shell survived kill -9; the container is stuck")
+            self._shell = self._start_shell(restore=True)
+
     def _control_send(self, line: str) -> None:
         if self._control is None:
             return
@@ -393,15 +406,14 @@ class Sandbox:
             pass
 
     def _kill_command(self, inflight: _Inflight, command_id: int) -> None:
-        if inflight.last_pid is None or inflight.shell_pid is None:
+        """Kill the session shell and every process the command started (see ``__h_kill``)."""
+        shell_pid = inflight.shell_pid or (self._shell.shell_pid if self._shell else None)
+        if shell_pid is None:
+            if self._shell is not None:
+                self._shell.close()
             return
-        self._control_send(f"__h_kill {inflight.shell_pid} {inflight.last_pid} {command_id}")
-
-    def _kill_shell(self, inflight: _Inflight) -> None:
-        if inflight.shell_pid is not None:
-            self._control_send(f"builtin kill -9 {inflight.shell_pid}")
-        elif self._shell is not None:
-            self._shell.close()
+        last_pid = inflight.last_pid if inflight.last_pid is not None else shell_pid
+        self._control_send(f"__h_kill {shell_pid} {last_pid} {command_id}")
 
     def _start_shell(self, restore: bool) -> _ShellChannel:
         assert self.container_id is not None
@@ -434,7 +446,7 @@ class Sandbox:
         channel.send(init)
         ready = channel.submit(
             nonce := secrets.token_hex(10).encode(),
-            _shell.command_line(b":", nonce, 0),
+            _shell.command_line(b"builtin :", nonce, 0),
         )
         if not ready.done.wait(30.0) or ready.eof:
             channel.close()
@@ -606,6 +618,10 @@ class _ShellChannel:
                     inf.out, inf.err = self._out.sink, self._err.sink
                     inf.eof = True
                     inf.done.set()
+
+    def wait_eof(self, timeout: float) -> bool:
+        self._reader.join(timeout)
+        return self.eof
 
     def exit_code(self) -> int | None:
         """The shell's exit status after EOF (the engine records it a moment later)."""

@@ -18,13 +18,14 @@ STATE_FILE = "/dev/shm/.harness-session-state"
 CONTROL_INIT = r"""
 exec >/dev/null 2>&1
 # __h_kill SHELL_PID LAST_PID COMMAND_ID
-# Kill every process created since the command began (pid > LAST_PID) whose oldest new
+# Kill the session shell first, so it cannot start the rest of the command line, then every process created since the command began (pid > LAST_PID) whose oldest new
 # ancestor was forked by the session shell, or that was orphaned (reparented to PID 1), or
 # whose environment carries the command's id (daemons that escaped with setsid). Processes
 # started by earlier commands, such as background servers, are spared.
 __h_kill() {
   local sh=$1 last=$2 id=$3 round p q line rest found e
   local -A pp
+  builtin kill -9 "$sh" 2>/dev/null
   for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
     pp=()
     for p in /proc/[0-9]*; do
@@ -106,6 +107,6 @@ def command_line(command: bytes, nonce: bytes, command_id: int, cwd: bytes | Non
         b" builtin printf '%%sS%%s\\0' %s \"$__h_lp\"; " % (command_id, n) + run + b"\n__h_oomread;"
         b' builtin printf \'%%sE%%s %%s %%s %%s\\0\' %s "$__h_rc" "$__h_oom" "$$" "$PWD";'
         b" builtin printf '%%sE\\0' %s >&2;"
-        b" { builtin export -p; builtin declare -f; builtin alias -p; } >%s 2>/dev/null\n"
+        b" { builtin declare -p; builtin declare -f; builtin alias -p; builtin shopt -p; builtin set +o; } >%s 2>/dev/null\n"
         % (n, n, STATE_FILE.encode())
     )

@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests talk to a real Docker engine; without one they fail, never skip."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox import DEFAULT_IMAGE, Sandbox
+from sandbox._engine import engine_answers
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    if not engine_answers(timeout=10):
+        pytest.fail(
+            "no Docker engine answers: run the suite with `make test`, which starts one "
+            f"(DOCKER_HOST={os.environ.get('DOCKER_HOST', 'unset')}, CI={os.environ.get('CI')})",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: None) -> str:
+    from sandbox import image_exists
+
+    if not image_exists(DEFAULT_IMAGE):
+        pytest.fail(f"{DEFAULT_IMAGE} is not built: run `make test` or `harness setup`",
+                    pytrace=False)
+    return DEFAULT_IMAGE
+
+
+@pytest.fixture
+def sb(base_image: str) -> Iterator[Sandbox]:
+    with Sandbox(base_image, timeout=60) as box:
+        yield box
