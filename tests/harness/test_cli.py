@@ -1,0 +1,82 @@
+"""The `harness` CLI as a user runs it: a real process, a real engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import __version__
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_help_lists_every_command_with_a_summary() -> None:
+    res = harness("--help")
+    assert res.returncode == 0
+    for command in ("setup", "doctor", "gc", "exec", "images"):
+        line = next(x for x in res.stdout.splitlines() if x.strip().startswith(command + " "))
+        assert len(line.split(None, 1)[1]) > 15 and "..." not in line
+    assert "build" in harness("images", "--help").stdout
+
+
+def test_version() -> None:
+    res = harness("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"harness {__version__}"
+
+
+def test_exec_json_lines_show_persistent_session(base_image: str) -> None:
+    res = harness("exec", "--json", "cd /tmp && export X=7", "echo $X $PWD", "exit 5", "pwd")
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["exit_code"] for r in rows] == [0, 0, 5, 0]
+    assert rows[1]["stdout"] == "7 /tmp\n"
+    assert rows[2]["session_restarted"] is True
+    assert rows[3]["stdout"] == "/tmp\n"
+    assert res.returncode == 5  # the first failing command's code
+
+
+def test_exec_timeout_exit_code(base_image: str) -> None:
+    res = harness("exec", "--timeout", "1", "sleep 30")
+    assert res.returncode == 124
+    assert "timed out" in res.stdout
+
+
+def test_exec_bad_input_is_a_clear_error(base_image: str) -> None:
+    res = harness("exec", "--env", "NOEQUALS", "true")
+    assert res.returncode != 0 and "KEY=VALUE" in res.stderr
+    res = harness("exec", "--memory", "lots", "true")
+    assert res.returncode != 0 and "invalid size 'lots'" in res.stderr
+    res = harness("exec", "--image", "nope:missing", "true")
+    assert res.returncode != 0 and "harness images build" in res.stderr
+
+
+def test_doctor_json_reports_the_engine(base_image: str) -> None:
+    res = harness("doctor", "--json")
+    report = json.loads(res.stdout)
+    names = {c["name"]: c for c in report["checks"]}
+    assert res.returncode == 0 and report["ok"] is True
+    assert names["engine"]["status"] == "ok"
+    assert names["base image"]["status"] == "ok"
+    assert names["session"]["status"] == "ok"
+    assert {"storage driver", "cgroups", "fast path: file diffs"} <= names.keys()
+
+
+def test_doctor_names_a_missing_image_and_the_fix(base_image: str) -> None:
+    res = harness("doctor", "--json", "--image", "nope:missing")
+    report = json.loads(res.stdout)
+    image = next(c for c in report["checks"] if c["name"] == "base image")
+    assert res.returncode == 1 and image["status"] == "fail"
+    assert "harness images build" in image["fix"]
+
+
+def test_images_build_is_a_noop_when_present(base_image: str) -> None:
+    res = harness("images", "build")
+    assert res.returncode == 0 and "already exists" in res.stdout
