@@ -59,15 +59,18 @@ def main() -> None:
             sb.run("true")
             start_s.append(time.perf_counter() - t)
         t = time.perf_counter()
-        c = docker.containers.run(args.image, ["sleep", "infinity"], detach=True,
-                                  network_mode="none")
+        c = docker.containers.run(
+            args.image, ["sleep", "infinity"], detach=True, network_mode="none"
+        )
         try:
             c.exec_run(["true"])
             docker_start_s.append(time.perf_counter() - t)
         finally:
             c.remove(force=True)
-    print(f"start to first result: Sandbox {ms(start_s):.1f} ms, "
-          f"docker run -d + exec_run {ms(docker_start_s):.1f} ms (median of {n_start})")
+    print(
+        f"start to first result: Sandbox {ms(start_s):.1f} ms, "
+        f"docker run -d + exec_run {ms(docker_start_s):.1f} ms (median of {n_start})"
+    )
 
     result = {
         "run_ms": ms(run_s),

@@ -26,8 +26,9 @@ def base_image(engine: None) -> str:
     from sandbox import image_exists
 
     if not image_exists(DEFAULT_IMAGE):
-        pytest.fail(f"{DEFAULT_IMAGE} is not built: run `make test` or `harness setup`",
-                    pytrace=False)
+        pytest.fail(
+            f"{DEFAULT_IMAGE} is not built: run `make test` or `harness setup`", pytrace=False
+        )
     return DEFAULT_IMAGE
 
 

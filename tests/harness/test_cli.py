@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def harness(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         timeout=300,
     )
 

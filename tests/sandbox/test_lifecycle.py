@@ -81,7 +81,9 @@ def planted(base_image: str) -> Iterator[dict[str, str]]:
     ids: dict[str, str] = {}
     for name, labels in (("dead", dead_labels), ("live", live_labels), ("stranger", {})):
         ids[name] = api.create_container(
-            base_image, ["sleep", "infinity"], labels=labels,
+            base_image,
+            ["sleep", "infinity"],
+            labels=labels,
             host_config=api.create_host_config(network_mode="none"),
         )["Id"]
         api.start(ids[name])
@@ -102,8 +104,13 @@ def _exists(cid: str) -> bool:
 
 
 def test_gc_removes_dead_owners_containers_only(planted: dict[str, str]) -> None:
-    dry = subprocess.run([*HARNESS, "gc", "--dry-run", "--json"], capture_output=True,
-                         text=True, cwd=ROOT, check=True)
+    dry = subprocess.run(
+        [*HARNESS, "gc", "--dry-run", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     listed = {item["id"] for item in json.loads(dry.stdout)["would_remove"]}
     assert planted["dead"] in listed
     assert planted["live"] not in listed and planted["stranger"] not in listed
@@ -131,9 +138,19 @@ def test_gc_spares_a_live_sandbox_in_another_process(base_image: str) -> None:
 def test_missing_engine_fails_the_suite_under_ci() -> None:
     env = dict(os.environ, CI="true", DOCKER_HOST="unix:///nonexistent/docker.sock")
     res = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/sandbox/test_session.py::test_exit_codes_and_separate_streams"],
-        capture_output=True, text=True, cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/sandbox/test_session.py::test_exit_codes_and_separate_streams",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
     )
     assert res.returncode != 0
     assert "no Docker engine answers" in res.stdout

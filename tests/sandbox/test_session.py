@@ -37,7 +37,8 @@ def test_installed_package_and_binary_persist(sb: Sandbox) -> None:
         "printf '#!/bin/sh\\necho from-deb\\n' > /tmp/pkg/usr/bin/hello-harness\n"
         "chmod 755 /tmp/pkg/usr/bin/hello-harness\n"
         "dpkg-deb --build /tmp/pkg /tmp/hello.deb >/dev/null && dpkg -i /tmp/hello.deb >/dev/null\n"
-        "printf '#!/bin/sh\\necho local-bin\\n' > /usr/local/bin/mytool && chmod +x /usr/local/bin/mytool"
+        "printf '#!/bin/sh\\necho local-bin\\n' > /usr/local/bin/mytool\n"
+        "chmod +x /usr/local/bin/mytool"
     )
     assert r.exit_code == 0, r.stderr
     r = sb.run("hello-harness; mytool; dpkg-query -W -f='${Status}' hello-harness")
