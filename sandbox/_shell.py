@@ -53,6 +53,9 @@ __h_kill() {
 """
 
 SESSION_INIT = r"""
+# Markers go to copies of the original stdout/stderr, so a command that redirects the shell's
+# own output (exec >log, exec 2>&1) cannot hide them.
+exec 98>&1 99>&2
 builtin shopt -s expand_aliases
 builtin export HARNESS_COMMAND_ID=0
 __h_oomf=
@@ -102,11 +105,15 @@ def command_line(command: bytes, nonce: bytes, command_id: int, cwd: bytes | Non
             + run
             + b'; [[ $PWD == "$__h_in" ]] && builtin cd -- "$__h_prev"; else __h_rc=1; fi'
         )
-    return (
+    head = (
         b"HARNESS_COMMAND_ID=%d; builtin read -r _ _ _ _ __h_lp </proc/loadavg;"
-        b" builtin printf '%%sS%%s\\0' %s \"$__h_lp\"; " % (command_id, n) + run + b"\n__h_oomread;"
-        b' builtin printf \'%%sE%%s %%s %%s %%s\\0\' %s "$__h_rc" "$__h_oom" "$$" "$PWD";'
-        b" builtin printf '%%sE\\0' %s >&2;"
-        b" { builtin declare -p; builtin declare -f; builtin alias -p; builtin shopt -p; builtin set +o; } >%s 2>/dev/null\n"
-        % (n, n, STATE_FILE.encode())
+        b" builtin printf '%%sS%%s\\0' %s \"$__h_lp\" >&98; " % (command_id, n)
     )
+    tail = (
+        b"__h_oomread;"
+        b' builtin printf \'%%sE%%s %%s %%s %%s\\0\' %s "$__h_rc" "$__h_oom" "$$" "$PWD" >&98;'
+        b" builtin printf '%%sE\\0' %s >&99;"
+        b" { builtin declare -p; builtin declare -f; builtin alias -p; builtin shopt -p;"
+        b" builtin set +o; } >%s 2>/dev/null\n" % (n, n, STATE_FILE.encode())
+    )
+    return head + run + b"\n" + tail

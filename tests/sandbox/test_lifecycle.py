@@ -87,7 +87,20 @@ def planted(base_image: str) -> Iterator[dict[str, str]]:
             host_config=api.create_host_config(network_mode="none"),
         )["Id"]
         api.start(ids[name])
+    # A temporary image (as replay snapshots will be) of the dead owner, and one of the live.
+    for name, labels in (("dead-image", dead_labels), ("live-image", live_labels)):
+        ids[name] = api.commit(
+            ids["stranger"],
+            repository=f"harness-test-{name}",
+            tag="x",
+            conf={"Labels": {**labels, "harness.temp": "1"}},
+        )["Id"]
     yield ids
+    for name in ("dead-image", "live-image"):
+        try:
+            api.remove_image(ids.pop(name), force=True)
+        except docker.errors.NotFound:
+            pass
     for cid in ids.values():
         try:
             api.remove_container(cid, force=True)
@@ -96,8 +109,12 @@ def planted(base_image: str) -> Iterator[dict[str, str]]:
 
 
 def _exists(cid: str) -> bool:
+    api = docker.from_env().api
     try:
-        docker.from_env().api.inspect_container(cid)
+        if cid.startswith("sha256:"):
+            api.inspect_image(cid)
+        else:
+            api.inspect_container(cid)
         return True
     except docker.errors.NotFound:
         return False
@@ -112,15 +129,16 @@ def test_gc_removes_dead_owners_containers_only(planted: dict[str, str]) -> None
         check=True,
     )
     listed = {item["id"] for item in json.loads(dry.stdout)["would_remove"]}
-    assert planted["dead"] in listed
-    assert planted["live"] not in listed and planted["stranger"] not in listed
+    assert {planted["dead"], planted["dead-image"]} <= listed
+    assert not {planted["live"], planted["stranger"], planted["live-image"]} & listed
     assert _exists(planted["dead"])
 
     res = subprocess.run([*HARNESS, "gc"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert "removed container" in res.stdout
-    assert not _exists(planted["dead"])
+    assert not _exists(planted["dead"]) and not _exists(planted["dead-image"])
     assert _exists(planted["live"]) and _exists(planted["stranger"])
+    assert _exists(planted["live-image"])
 
 
 def test_gc_spares_a_live_sandbox_in_another_process(base_image: str) -> None:

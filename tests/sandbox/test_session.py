@@ -62,6 +62,15 @@ def test_syntax_error_does_not_break_the_session(sb: Sandbox) -> None:
     assert sb.run("echo fine").stdout == b"fine\n"
 
 
+def test_redirecting_the_shells_own_output_does_not_hang_it(sb: Sandbox) -> None:
+    r = sb.run("exec 2>&1; echo to-err >&2", timeout=10)
+    assert not r.timed_out and r.stdout == b"to-err\n" and r.stderr == b""
+    r = sb.run("exec >/tmp/log; echo hidden", timeout=10)
+    assert not r.timed_out and r.stdout == b""
+    # fd 2 still points where the first command sent it: the original stdout.
+    assert sb.run("cat /tmp/log >&2", timeout=10).stdout == b"hidden\n"
+
+
 def test_stdin_is_closed_so_readers_return_at_once(sb: Sandbox) -> None:
     r = sb.run("cat; echo cat=$?", timeout=10)
     assert not r.timed_out and r.stdout == b"cat=0\n"
