@@ -498,25 +498,32 @@ class Sandbox:
             raise SandboxError(f"could not write {target}")
 
     def read_file(self, path: str) -> bytes:
-        """Read a whole file from the container (streamed from the engine)."""
+        """Read a whole file from the container (streamed from the engine); symlinks are
+        followed. Relative paths are relative to the session's current directory."""
         if self.container_id is None:
             raise SandboxError("sandbox is not running")
         target = self._abspath(path)
-        try:
-            chunks, stat = self._api.get_archive(self.container_id, target)
-        except docker.errors.NotFound:
-            raise FileNotFoundError(f"no such file in the sandbox: {target}") from None
-        except docker.errors.APIError as exc:
-            raise SandboxError(f"could not read {target}: {exc.explanation or exc}") from exc
-        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
-            for member in tar:
+        for _ in range(40):  # the kernel's own limit on symlink hops
+            try:
+                chunks, _stat = self._api.get_archive(self.container_id, target)
+            except docker.errors.NotFound:
+                raise FileNotFoundError(f"no such file in the sandbox: {target}") from None
+            except docker.errors.APIError as exc:
+                raise SandboxError(f"could not read {target}: {exc.explanation or exc}") from exc
+            with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+                member = tar.next()
+                if member is None:
+                    raise FileNotFoundError(f"no such file in the sandbox: {target}")
                 if member.isdir():
                     raise IsADirectoryError(f"is a directory in the sandbox: {target}")
+                if member.issym():
+                    target = str(PurePosixPath(target).parent / member.linkname)
+                    continue
                 f = tar.extractfile(member)
                 if f is None:
                     raise SandboxError(f"not a regular file in the sandbox: {target}")
                 return f.read()
-        raise FileNotFoundError(f"no such file in the sandbox: {target}")
+        raise SandboxError(f"too many levels of symbolic links: {path}")
 
     def __repr__(self) -> str:
         cid = self.container_id[:12] if self.container_id else "not started"

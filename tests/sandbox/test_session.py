@@ -274,6 +274,8 @@ def test_files_round_trip_any_size(sb: Sandbox) -> None:
     sb.write_file("script.sh", "#!/bin/sh\necho ran\n", mode=0o755)
     assert sb.run("./script.sh; stat -c %a script.sh").stdout == b"ran\n755\n"
     assert sb.read_file("nested/big.bin")[:100] == big[:100]
+    sb.run("ln -s nested/big.bin /data/link && ln -s /data/link /tmp/link2")
+    assert sb.read_file("/tmp/link2") == big
     with pytest.raises(FileNotFoundError, match="/nope"):
         sb.read_file("/nope")
     with pytest.raises(IsADirectoryError):
