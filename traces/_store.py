@@ -1,0 +1,292 @@
+"""The trace store: one DuckDB file, opened briefly for each write or query.
+
+DuckDB lets one process write a file, or many read it, never both at once. A suite run writes
+for hours while users query, so no one keeps the file open: a writer opens it for one
+transaction (a batch of spans, about once a second) and closes it; a reader opens it for one
+query. Whoever finds it locked retries until the holder is done, which takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from ._schema import MIGRATIONS, SCHEMA_VERSION, VIEW_DOCS, ddl
+
+DEFAULT_DB = ".harness/traces.duckdb"
+BLOB_PREFIX = "sha256:"
+
+
+class StoreError(Exception):
+    """A problem with the trace store; the message says what and how to fix it."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the store for longer than the wait allows."""
+
+
+class QueryError(StoreError):
+    """DuckDB rejected a query. ``views`` lists what the user can query."""
+
+    def __init__(self, message: str, views: list[str]) -> None:
+        super().__init__(message)
+        self.views = views
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("HARNESS_DB") or DEFAULT_DB)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _strip_ref(ref: str) -> str:
+    return ref[len(BLOB_PREFIX) :] if ref.startswith(BLOB_PREFIX) else ref
+
+
+# Within one process DuckDB shares a database instance per file; opening the same file with
+# another configuration (read_only) fails. Track what this process has open to stay consistent.
+_open_lock = threading.Lock()
+_open_writers: dict[str, int] = {}
+
+
+class TraceStore:
+    """A trace store at ``path``.
+
+    Every call opens the file for just that call, so other processes can write meanwhile. To
+    run many queries against one snapshot, use ``with store.session() as con:``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, wait_s: float = 60.0) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.wait_s = wait_s
+        self._migrated = False
+
+    # -- connections ---------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One short-lived connection; creates and migrates the store when writing."""
+        key = str(self.path.resolve())
+        if not write and not self.path.exists():
+            raise StoreError(
+                f"no trace store at {self.path}: nothing has been recorded there yet "
+                "(pass --db or set HARNESS_DB to point at one)"
+            )
+        with _open_lock:
+            read_only = not write and _open_writers.get(key, 0) == 0
+            if not read_only:
+                _open_writers[key] = _open_writers.get(key, 0) + 1
+        try:
+            con = self._open(read_only)
+            try:
+                if write and not self._migrated:
+                    self._migrate(con)
+                elif not self._migrated:
+                    self._check_version(con)
+                yield con
+            finally:
+                con.close()
+        finally:
+            if not read_only:
+                with _open_lock:
+                    _open_writers[key] -= 1
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait_s
+        delay = 0.002
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                # Locked by another process, or open in this one with the other read_only
+                # setting: both clear when the holder's short transaction ends.
+                msg = str(exc)
+                if "lock" not in msg.lower() and "different configuration" not in msg:
+                    raise StoreError(f"cannot open trace store {self.path}: {msg}") from None
+                if time.monotonic() > deadline:
+                    raise StoreBusy(
+                        f"trace store {self.path} stayed locked for {self.wait_s:.0f}s: {msg}"
+                    ) from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.1)
+            except duckdb.Error as exc:
+                raise StoreError(f"cannot open trace store {self.path}: {exc}") from None
+
+    def _version(self, con: duckdb.DuckDBPyConnection) -> int | None:
+        try:
+            row = con.execute(
+                "SELECT value FROM harness_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except duckdb.CatalogException:
+            return None
+        return int(row[0]) if row else None
+
+    def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
+        version = self._version(con)
+        if version is None:
+            raise StoreError(f"{self.path} is a DuckDB file but not a harness trace store")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer harness (schema {version}; this one "
+                f"reads up to {SCHEMA_VERSION}). Upgrade harness to read it."
+            )
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema {version}; it is upgraded to {SCHEMA_VERSION} the next "
+                "time harness writes to it (for example `harness import` of an empty file)"
+            )
+        self._migrated = True
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        version = self._version(con)
+        if version is not None and version > SCHEMA_VERSION:
+            self._check_version(con)
+        con.execute("BEGIN")
+        try:
+            if version is None:
+                for stmt in ddl():
+                    con.execute(stmt)
+                con.execute(
+                    "INSERT INTO harness_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                )
+            elif version < SCHEMA_VERSION:
+                for v in range(version, SCHEMA_VERSION):
+                    for stmt in MIGRATIONS[v]:
+                        con.execute(stmt)
+                for stmt in ddl():  # views may have changed
+                    con.execute(stmt)
+                con.execute(
+                    "UPDATE harness_meta SET value = ? WHERE key = 'schema_version'",
+                    [str(SCHEMA_VERSION)],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._migrated = True
+
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read connection held for several queries (writers wait while it is open)."""
+        with self.connect() as con:
+            yield con
+
+    def init(self) -> None:
+        """Create (or migrate) the store file."""
+        with self.connect(write=True):
+            pass
+
+    # -- queries -------------------------------------------------------------------------
+
+    def views(self) -> list[str]:
+        return list(VIEW_DOCS)
+
+    def _query(self, query: str, params: list[Any] | None, fmt: str) -> Any:
+        with self.connect() as con:
+            try:
+                rel = con.execute(query, params or [])
+                if fmt == "df":
+                    return rel.df()
+                return rel.to_arrow_table()
+            except duckdb.Error as exc:
+                raise QueryError(str(exc), self.views()) from None
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """Run a query; the result as a pandas DataFrame."""
+        return self._query(query, params, "df")  # type: ignore[no-any-return]
+
+    def arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
+        """Run a query; the result as an Arrow table."""
+        return self._query(query, params, "arrow")  # type: ignore[no-any-return]
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    def blob(self, ref: str) -> bytes:
+        """The bytes of a blob, by sha256 hex or ``sha256:<hex>`` ref."""
+        sha = _strip_ref(ref)
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT encoding, data FROM blobs WHERE sha256 = ? LIMIT 1", [sha]
+            ).fetchone()
+        if row is None:
+            raise KeyError(f"no blob {sha} in {self.path}")
+        return decode_blob(row[0], row[1])
+
+    def blob_text(self, ref: str | None, errors: str = "replace") -> str:
+        """A blob ref turned into text (UTF-8, undecodable bytes replaced); '' for None."""
+        if not ref:
+            return ""
+        return self.blob(ref).decode("utf-8", errors=errors)
+
+    def put_blobs(self, blobs: Iterable[bytes]) -> list[str]:
+        """Store blobs (deduplicated); returns their sha256 hex digests."""
+        rows = {sha256_hex(b): b for b in blobs}
+        with self.connect(write=True) as con:
+            con.execute("BEGIN")
+            write_blobs(con, rows)
+            con.execute("COMMIT")
+        return list(rows)
+
+
+def encode_blob(data: bytes) -> tuple[str, bytes]:
+    """zlib when it saves at least a tenth, else raw (already-compressed data stays as is)."""
+    if len(data) < 64:
+        return "raw", data
+    packed = zlib.compress(data, 1)
+    return ("zlib", packed) if len(packed) < len(data) * 0.9 else ("raw", data)
+
+
+def decode_blob(encoding: str, data: bytes) -> bytes:
+    if encoding == "zlib":
+        return zlib.decompress(data)
+    if encoding == "raw":
+        return bytes(data)
+    raise StoreError(f"unknown blob encoding {encoding!r}")
+
+
+def write_blobs(con: duckdb.DuckDBPyConnection, blobs: dict[str, bytes]) -> int:
+    """Insert the blobs that the store lacks, inside the caller's transaction."""
+    if not blobs:
+        return 0
+    shas = list(blobs)
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT sha256 FROM blobs WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))", [shas]
+        ).fetchall()
+    }
+    new = [s for s in shas if s not in have]
+    if not new:
+        return 0
+    enc = [encode_blob(blobs[s]) for s in new]
+    tbl = pa.table(  # noqa: F841 - read by DuckDB's replacement scan
+        {
+            "sha256": pa.array(new, type=pa.string()),
+            "size": pa.array([len(blobs[s]) for s in new], type=pa.int64()),
+            "encoding": pa.array([e[0] for e in enc], type=pa.string()),
+            "data": pa.array([e[1] for e in enc], type=pa.binary()),
+        }
+    )
+    con.execute("INSERT INTO blobs SELECT * FROM tbl")
+    return len(new)
+
+
+def open(path: str | os.PathLike[str] | None = None) -> TraceStore:  # noqa: A001
+    """The trace store at ``path`` (default ``$HARNESS_DB`` or ``.harness/traces.duckdb``)."""
+    return TraceStore(path)
