@@ -113,8 +113,14 @@ def baseline_rate(spans: list[ReadableSpan], path: Path) -> float:
             for seq, e in enumerate(s.events):
                 con.execute(
                     "INSERT INTO span_events VALUES (?, ?, ?, ?, ?, ?)",
-                    [format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), seq, e.name,
-                     e.timestamp, json.dumps(dict(e.attributes or {}))],
+                    [
+                        format(ctx.trace_id, "032x"),
+                        format(ctx.span_id, "016x"),
+                        seq,
+                        e.name,
+                        e.timestamp,
+                        json.dumps(dict(e.attributes or {})),
+                    ],
                 )
         dt = time.perf_counter() - t
     return len(spans) / dt
@@ -124,8 +130,10 @@ def build_big_store(path: Path, n: int) -> TraceStore:
     """n spans generated inside DuckDB in the store's schema (fast to build, same shape)."""
     store = TraceStore(path)
     store.init()
-    names = "['sandbox.exec','sandbox.exec','sandbox.exec','fs.change','sandbox.resources'," \
-            "'chat gpt-x','execute_tool shell']"
+    names = (
+        "['sandbox.exec','sandbox.exec','sandbox.exec','fs.change','sandbox.resources',"
+        "'chat gpt-x','execute_tool shell']"
+    )
     with store.connect(write=True) as con:
         con.execute(f"""
             INSERT INTO spans (trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
@@ -180,20 +188,26 @@ def main() -> None:
             "SELECT count(*) FROM spans "
             "WHERE json_extract_string(attributes, '$.\"gen_ai.tool.call.id\"') = 'call_77'",
         )
-        print(f"on {n_big:,} spans: group by {group_by * 1000:.1f} ms, promoted filter "
-              f"{filt * 1000:.1f} ms, JSON attribute filter {json_filt * 1000:.1f} ms")
+        print(
+            f"on {n_big:,} spans: group by {group_by * 1000:.1f} ms, promoted filter "
+            f"{filt * 1000:.1f} ms, JSON attribute filter {json_filt * 1000:.1f} ms"
+        )
 
-    print(json.dumps({
-        "spans_per_s": round(rate),
-        "baseline_spans_per_s": round(base),
-        "speedup": round(rate / base, 1),
-        "sdk_create_spans_per_s": round(sdk_rate),
-        "headroom": round(rate / sdk_rate, 2),
-        "group_by_s": group_by,
-        "filter_s": filt,
-        "json_filter_s": json_filt,
-        "store_spans": n_big,
-    }))
+    print(
+        json.dumps(
+            {
+                "spans_per_s": round(rate),
+                "baseline_spans_per_s": round(base),
+                "speedup": round(rate / base, 1),
+                "sdk_create_spans_per_s": round(sdk_rate),
+                "headroom": round(rate / sdk_rate, 2),
+                "group_by_s": group_by,
+                "filter_s": filt,
+                "json_filter_s": json_filt,
+                "store_spans": n_big,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

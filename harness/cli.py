@@ -209,6 +209,124 @@ def exec_(
     raise typer.Exit(status if 0 <= status <= 255 else 1)
 
 
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Trace store file (default $HARNESS_DB or .harness/traces.duckdb)."),
+]
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views (runs, trials, commands...).")],
+    db: DbOption = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="table, csv, json, jsonl or parquet.")
+    ] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+) -> None:
+    """Query the trace store with SQL; tables for people, csv/json/parquet for pipelines."""
+    import traces
+
+    if fmt not in ("table", "csv", "json", "jsonl", "parquet"):
+        raise _fail(f"--format {fmt!r}: use table, csv, json, jsonl or parquet", 2)
+    if fmt == "parquet" and not output:
+        raise _fail("--format parquet needs --output FILE", 2)
+    store = traces.open(db)
+    try:
+        table = store.arrow(query)
+    except traces.QueryError as exc:
+        views = ", ".join(exc.views)
+        raise _fail(
+            f"{exc}\nviews you can query: {views} (tables: spans, span_events, span_links, blobs)",
+            2,
+        ) from None
+    except traces.StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    _write_table(table, fmt, output)
+
+
+def _write_table(table: Any, fmt: str, output: str | None) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        pq.write_table(table, output)
+        return
+    if fmt == "table":
+        rich_table = Table(show_header=True, header_style="bold")
+        for name in table.column_names:
+            rich_table.add_column(name, overflow="fold")
+        rows = table.slice(0, 1000).to_pylist()
+        for row in rows:
+            rich_table.add_row(*("" if v is None else str(v) for v in row.values()))
+        target = Console(file=open(output, "w"), width=200) if output else out  # noqa: SIM115
+        target.print(rich_table)
+        if table.num_rows > len(rows):
+            err.print(
+                f"[dim]{table.num_rows - len(rows)} more rows not shown; use --format "
+                "csv or a LIMIT[/]",
+                highlight=False,
+            )
+        else:
+            err.print(f"[dim]{table.num_rows} rows[/]", highlight=False)
+        return
+    stream = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == "csv":
+            buf = __import__("io").BytesIO()
+            pacsv.write_csv(table, buf)
+            stream.write(buf.getvalue().decode())
+        else:
+            rows = table.to_pylist()
+            if fmt == "json":
+                stream.write(json.dumps(rows, default=str, ensure_ascii=False) + "\n")
+            else:
+                for row in rows:
+                    stream.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+    finally:
+        if output:
+            stream.close()
+
+
+@app.command("export")
+def export_(
+    run: Annotated[str, typer.Option("--run", help="The run id to export.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Folder (parquet) or file.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet or otlp-json.")] = "parquet",
+    db: DbOption = None,
+) -> None:
+    """Export a run: parquet (everything, blobs included) or OTLP JSON (spans)."""
+    import traces
+
+    try:
+        counts = traces.export_run(traces.open(db), run, fmt, output)
+    except traces.StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    out.print(
+        f"exported run {run} to {output}: " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+        highlight=False,
+    )
+
+
+@app.command("import")
+def import_(
+    path: Annotated[str, typer.Argument(help="A parquet export folder or an OTLP JSON file.")],
+    db: DbOption = None,
+) -> None:
+    """Import a parquet export or OTLP JSON into the store (all or nothing)."""
+    import traces
+
+    try:
+        r = traces.import_path(traces.open(db), path)
+    except traces.StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    out.print(
+        f"imported {r.spans} spans, {r.events} events, {r.links} links, {r.blobs} blobs"
+        + (f" ({r.skipped_spans} spans were already there)" if r.skipped_spans else ""),
+        highlight=False,
+    )
+
+
 def _result_json(cmd: str, r: Any) -> dict[str, Any]:
     return {
         "command": cmd,

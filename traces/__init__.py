@@ -11,6 +11,7 @@ Example:
 """
 
 from ._exporter import DuckDBSpanExporter
+from ._io import ImportResult, export_run, import_path
 from ._processor import BackpressureSpanProcessor
 from ._recorder import Recorder
 from ._schema import SCHEMA_VERSION, VIEW_DOCS
@@ -32,11 +33,14 @@ __all__ = [
     "VIEW_DOCS",
     "BackpressureSpanProcessor",
     "DuckDBSpanExporter",
+    "ImportResult",
     "QueryError",
     "Recorder",
     "StoreBusy",
     "StoreError",
     "TraceStore",
     "default_path",
+    "export_run",
+    "import_path",
     "open",
 ]

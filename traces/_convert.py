@@ -11,9 +11,9 @@ JSON keeps the value types (bool, int, float, str and arrays of them).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from operator import attrgetter
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -34,11 +34,11 @@ class JsonEncoder:
     def __init__(self) -> None:
         self._db = duckdb.connect(":memory:")
 
-    def encode(self, dicts: Sequence[Mapping[str, Any]]) -> pa.Array:
+    def encode(self, dicts: Sequence[Mapping[str, Any]]) -> pa.Array | pa.ChunkedArray:
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, d in enumerate(dicts):
             groups.setdefault(tuple(d), []).append(i)
-        parts: list[pa.Array] = []
+        parts: list[pa.Array | pa.ChunkedArray] = []
         order: list[int] = []
         for keys, idx in groups.items():
             texts = None
@@ -57,9 +57,12 @@ class JsonEncoder:
         # Back to the callers' order: position of row i in the concatenation.
         inverse = np.empty(len(order), dtype=np.int64)
         inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
-        return pa.concat_arrays(parts).take(pa.array(inverse))
+        chunks = [c for p in parts for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p])]
+        return pa.chunked_array(chunks, type=pa.string()).take(pa.array(inverse))
 
-    def _group_json(self, keys: tuple[str, ...], rows: list[Mapping[str, Any]]) -> pa.Array | None:
+    def _group_json(
+        self, keys: tuple[str, ...], rows: list[Mapping[str, Any]]
+    ) -> pa.ChunkedArray | None:
         arrays = []
         # Rows of one group share their key order, so transposing the values gives columns.
         columns = list(zip(*[r.values() for r in rows]))  # noqa: B905 - same keys by grouping
@@ -75,13 +78,16 @@ class JsonEncoder:
             elif t not in _SCALARS:
                 return None
             try:
-                arrays.append(pa.array(list(vals)))
+                arrays.append(pa.array(vals))
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 return None
         struct = pa.StructArray.from_arrays(arrays, names=list(keys))
-        tbl = pa.table({"s": struct})  # noqa: F841 - read by DuckDB's replacement scan
-        result = self._db.sql("SELECT to_json(s)::VARCHAR AS j FROM tbl").to_arrow_table()
-        return result.column("j").combine_chunks()
+        self._db.register("tbl", pa.table({"s": struct}))
+        try:
+            result = self._db.sql("SELECT to_json(s)::VARCHAR AS j FROM tbl").to_arrow_table()
+        finally:
+            self._db.unregister("tbl")
+        return result.column("j")
 
 
 def attrs_of(obj: Any) -> Mapping[str, Any]:
@@ -102,8 +108,20 @@ def _events_of(span: ReadableSpan) -> Sequence[Any]:
     return ev if ev is not None else span.events
 
 
-_FIELDS = ("name", "context", "kind", "parent", "start_time", "end_time", "attributes", "status",
-           "resource", "instrumentation_scope", "events", "links")
+_FIELDS = (
+    "name",
+    "context",
+    "kind",
+    "parent",
+    "start_time",
+    "end_time",
+    "attributes",
+    "status",
+    "resource",
+    "instrumentation_scope",
+    "events",
+    "links",
+)
 # The SDK's properties copy or wrap on every access; its finished spans keep plain fields.
 _PRIVATE_FIELDS = attrgetter(*("_" + f for f in _FIELDS))
 _PUBLIC_FIELDS = attrgetter(*_FIELDS)
@@ -115,11 +133,33 @@ _PROMOTED_EXPRS = ", ".join(
     f"TRY_CAST(__p[{i}] AS {typ}) AS {col}" if typ != "VARCHAR" else f"__p[{i}] AS {col}"
     for i, (col, typ) in enumerate(PROMOTED.values(), start=1)
 )
-# Insert a table from spans_to_tables (registered as `spans_tbl`) into `spans`.
-INSERT_SPANS = (
-    f"INSERT INTO spans SELECT * EXCLUDE (__p), {_PROMOTED_EXPRS} FROM "
-    f"(SELECT *, json_extract_string(attributes, [{_PROMOTED_PATHS}]) AS __p FROM spans_tbl)"
-)
+
+
+def insert_tables(
+    con: duckdb.DuckDBPyConnection,
+    spans: pa.Table,
+    events: pa.Table,
+    links: pa.Table,
+    prefix: str = "",
+) -> None:
+    """Append the tables from :func:`spans_to_tables` to ``{prefix}spans`` etc. The promoted
+    columns are derived inside DuckDB, parsing each attributes document once."""
+    con.register("__h_spans", spans)
+    con.register("__h_events", events)
+    con.register("__h_links", links)
+    try:
+        con.execute(
+            f"INSERT INTO {prefix}spans SELECT * EXCLUDE (__p), {_PROMOTED_EXPRS} FROM "
+            f"(SELECT *, json_extract_string(attributes, [{_PROMOTED_PATHS}]) AS __p "
+            "FROM __h_spans)"
+        )
+        if events.num_rows:
+            con.execute(f"INSERT INTO {prefix}span_events SELECT * FROM __h_events")
+        if links.num_rows:
+            con.execute(f"INSERT INTO {prefix}span_links SELECT * FROM __h_links")
+    finally:
+        for name in ("__h_spans", "__h_events", "__h_links"):
+            con.unregister(name)
 
 
 def _flatten(lists: Sequence[Sequence[Any] | None]) -> tuple[pa.Array, pa.Array, list[Any]]:
@@ -151,8 +191,8 @@ def spans_to_tables(
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """The rows of ``spans``, ``span_events`` and ``span_links`` for a batch of spans.
 
-    The promoted columns are not in the spans table returned: :data:`INSERT_SPANS` derives
-    them from the JSON inside DuckDB, parsing each document once.
+    The promoted columns are not in the spans table returned: :func:`insert_tables` derives
+    them from the JSON inside DuckDB.
     """
     # One pass over the span objects (a batch is large and scattered in memory; each pass
     # costs cache misses), then columns by transposition.
@@ -164,8 +204,20 @@ def spans_to_tables(
         names = ctx = kinds = parents = starts = ends = raw_attrs = statuses = ()
         resources = scopes = events_lists = links_lists = ()
     else:
-        (names, ctx, kinds, parents, starts, ends, raw_attrs, statuses, resources, scopes,
-         events_lists, links_lists) = zip(*rows, strict=True)
+        (
+            names,
+            ctx,
+            kinds,
+            parents,
+            starts,
+            ends,
+            raw_attrs,
+            statuses,
+            resources,
+            scopes,
+            events_lists,
+            links_lists,
+        ) = zip(*rows, strict=True)
     attrs = [a._dict if type(a) is BoundedAttributes else (a or {}) for a in raw_attrs]
     # SpanContext is a tuple (trace_id, span_id, is_remote, flags, trace_state, ...).
     ids = [(format(c[0], "032x"), format(c[1], "016x"), c[4]) for c in ctx]
@@ -181,7 +233,9 @@ def spans_to_tables(
             ra = dict(r.attributes)
             res_cache[id(r)] = (str(ra.get("service.name", "")) or None, _dumps(ra))
     scope_cache = {id(sc): sc for sc in scopes}
-    scope_cache = {k: (sc.name, sc.version) if sc else (None, None) for k, sc in scope_cache.items()}
+    scope_cache = {
+        k: (sc.name, sc.version) if sc else (None, None) for k, sc in scope_cache.items()
+    }
     cols: dict[str, Any] = {
         "trace_id": trace_ids,
         "span_id": span_ids,

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 
 import duckdb
-
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._convert import INSERT_SPANS, JsonEncoder, spans_to_tables
+from ._convert import JsonEncoder, insert_tables, spans_to_tables
 from ._store import StoreError, TraceStore, sha256_hex, write_blobs
 
 
@@ -41,8 +40,9 @@ class DuckDBSpanExporter(SpanExporter):
         self._held: tuple[ExitStack, duckdb.DuckDBPyConnection] | None = None
         self._last_use = 0.0
         store.init()
-        self._closer = threading.Thread(target=self._close_idle, daemon=True,
-                                        name="harness-store-closer")
+        self._closer = threading.Thread(
+            target=self._close_idle, daemon=True, name="harness-store-closer"
+        )
         self._closer.start()
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -105,11 +105,7 @@ class DuckDBSpanExporter(SpanExporter):
         try:
             self.blobs_written += write_blobs(con, blobs)
             if spans:
-                con.execute(INSERT_SPANS)
-                if events_tbl.num_rows:
-                    con.execute("INSERT INTO span_events SELECT * FROM events_tbl")
-                if links_tbl.num_rows:
-                    con.execute("INSERT INTO span_links SELECT * FROM links_tbl")
+                insert_tables(con, spans_tbl, events_tbl, links_tbl)
             con.execute("COMMIT")
         except BaseException:
             try:

@@ -67,8 +67,10 @@ class BackpressureSpanProcessor(SpanProcessor):
         with self._cond:
             if self._stopping:
                 self.dropped += 1
-                print(f"harness: span {span.name!r} ended after shutdown; not recorded",
-                      file=sys.stderr)
+                print(
+                    f"harness: span {span.name!r} ended after shutdown; not recorded",
+                    file=sys.stderr,
+                )
                 return
             while len(self._queue) >= self.max_queue and not self._stopping:
                 self._cond.wait()

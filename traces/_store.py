@@ -132,10 +132,10 @@ class TraceStore:
         try:
             row = con.execute(
                 "SELECT value FROM harness_meta WHERE key = 'schema_version'"
-            ).fetchone()
+            ).fetchall()
         except duckdb.CatalogException:
             return None
-        return int(row[0]) if row else None
+        return int(row[0][0]) if row else None
 
     def _check_version(self, con: duckdb.DuckDBPyConnection) -> None:
         version = self._version(con)
@@ -200,10 +200,10 @@ class TraceStore:
     def _query(self, query: str, params: list[Any] | None, fmt: str) -> Any:
         with self.connect() as con:
             try:
-                rel = con.execute(query, params or [])
-                if fmt == "df":
-                    return rel.df()
-                return rel.to_arrow_table()
+                rel = con.sql(query, params=params or None)
+                if rel is None:  # a statement that returns nothing
+                    return pd.DataFrame() if fmt == "df" else pa.table({})
+                return rel.df() if fmt == "df" else rel.to_arrow_table()
             except duckdb.Error as exc:
                 raise QueryError(str(exc), self.views()) from None
 
@@ -223,10 +223,10 @@ class TraceStore:
         with self.connect() as con:
             row = con.execute(
                 "SELECT encoding, data FROM blobs WHERE sha256 = ? LIMIT 1", [sha]
-            ).fetchone()
-        if row is None:
+            ).fetchall()
+        if not row:
             raise KeyError(f"no blob {sha} in {self.path}")
-        return decode_blob(row[0], row[1])
+        return decode_blob(row[0][0], row[0][1])
 
     def blob_text(self, ref: str | None, errors: str = "replace") -> str:
         """A blob ref turned into text (UTF-8, undecodable bytes replaced); '' for None."""
@@ -275,7 +275,7 @@ def write_blobs(con: duckdb.DuckDBPyConnection, blobs: dict[str, bytes]) -> int:
     if not new:
         return 0
     enc = [encode_blob(blobs[s]) for s in new]
-    tbl = pa.table(  # noqa: F841 - read by DuckDB's replacement scan
+    tbl = pa.table(
         {
             "sha256": pa.array(new, type=pa.string()),
             "size": pa.array([len(blobs[s]) for s in new], type=pa.int64()),
@@ -283,7 +283,11 @@ def write_blobs(con: duckdb.DuckDBPyConnection, blobs: dict[str, bytes]) -> int:
             "data": pa.array([e[1] for e in enc], type=pa.binary()),
         }
     )
-    con.execute("INSERT INTO blobs SELECT * FROM tbl")
+    con.register("__h_blobs", tbl)
+    try:
+        con.execute("INSERT INTO blobs SELECT * FROM __h_blobs")
+    finally:
+        con.unregister("__h_blobs")
     return len(new)
 
 
