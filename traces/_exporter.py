@@ -5,11 +5,8 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 
-import duckdb
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -25,9 +22,8 @@ class DuckDBSpanExporter(SpanExporter):
     batch, before the spans that reference them can be seen.
     """
 
-    def __init__(self, store: TraceStore, linger: float = 0.2) -> None:
+    def __init__(self, store: TraceStore) -> None:
         self.store = store
-        self.linger = linger
         self.spans_written = 0
         self.blobs_written = 0
         self.failed_batches = 0
@@ -35,35 +31,7 @@ class DuckDBSpanExporter(SpanExporter):
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()  # export() may be called from several threads
         self._shutdown = False
-        # Back-to-back batches reuse one connection; it is closed (releasing the file to
-        # readers in other processes) once no batch came for `linger` seconds.
-        self._held: tuple[ExitStack, duckdb.DuckDBPyConnection] | None = None
-        self._last_use = 0.0
         store.init()
-        self._closer = threading.Thread(
-            target=self._close_idle, daemon=True, name="harness-store-closer"
-        )
-        self._closer.start()
-
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        if self._held is None:
-            stack = ExitStack()
-            con = stack.enter_context(self.store.connect(write=True))
-            self._held = (stack, con)
-        self._last_use = time.monotonic()
-        return self._held[1]
-
-    def _release(self) -> None:
-        if self._held is not None:
-            stack, self._held = self._held[0], None
-            stack.close()
-
-    def _close_idle(self) -> None:
-        while not self._shutdown:
-            time.sleep(self.linger / 2)
-            with self._lock:
-                if self._held is not None and time.monotonic() - self._last_use > self.linger:
-                    self._release()
 
     def put_blob(self, data: bytes) -> str:
         """Queue ``data`` for the blob table; returns its sha256 hex digest at once."""
@@ -100,35 +68,30 @@ class DuckDBSpanExporter(SpanExporter):
             finally:
                 if gc_was_enabled:
                     gc.enable()
-        con = self._connection()
-        con.execute("BEGIN")
-        try:
-            self.blobs_written += write_blobs(con, blobs)
-            if spans:
-                insert_tables(con, spans_tbl, events_tbl, links_tbl)
-            con.execute("COMMIT")
-        except BaseException:
+        # The file is held only for this transaction: readers in other processes get it
+        # between batches (a batch is converted before the file is opened).
+        with self.store.connect(write=True) as con:
+            con.execute("BEGIN")
             try:
+                self.blobs_written += write_blobs(con, blobs)
+                if spans:
+                    insert_tables(con, spans_tbl, events_tbl, links_tbl)
+                con.execute("COMMIT")
+            except BaseException:
                 con.execute("ROLLBACK")
-            finally:
-                self._release()
-            raise
+                raise
         self.spans_written += len(spans)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Write pending blobs (spans are written synchronously by :meth:`export`) and close
-        the connection, so that everything is on disk and the file is free."""
+        """Write pending blobs; spans are written synchronously by :meth:`export`."""
         with self._lock:
-            try:
-                if self._blobs:
-                    blobs, self._blobs = self._blobs, {}
-                    try:
-                        self._write([], blobs)
-                    except StoreError:
-                        self._blobs.update(blobs)
-                        return False
-            finally:
-                self._release()
+            if self._blobs:
+                blobs, self._blobs = self._blobs, {}
+                try:
+                    self._write([], blobs)
+                except StoreError:
+                    self._blobs.update(blobs)
+                    return False
         return True
 
     def shutdown(self) -> None:

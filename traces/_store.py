@@ -124,7 +124,7 @@ class TraceStore:
                         f"trace store {self.path} stayed locked for {self.wait_s:.0f}s: {msg}"
                     ) from None
                 time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.1)
+                delay = min(delay * 2, 0.03)
             except duckdb.Error as exc:
                 raise StoreError(f"cannot open trace store {self.path}: {exc}") from None
 

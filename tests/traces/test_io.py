@@ -1,0 +1,186 @@
+"""Export, import and OTLP: a record moves between machines and to any OTel backend."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from traces import Recorder, StoreError, TraceStore, export_run, import_path
+
+from .test_store import record_trial
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = {
+    "spans": "trace_id, span_id",
+    "span_events": "trace_id, span_id, seq",
+    "span_links": "trace_id, span_id, seq",
+    "blobs": "sha256",
+}
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> TraceStore:
+    store = TraceStore(tmp_path / "src.duckdb")
+    with Recorder(store) as rec:
+        record_trial(rec, run_id="run-a", task="t1")
+        record_trial(rec, run_id="run-a", task="t2")
+        record_trial(rec, run_id="run-b", task="t3")
+    return store
+
+
+def _rows(store: TraceStore, table: str, where: str = "") -> list[tuple[object, ...]]:
+    df = store.sql(f"SELECT * FROM {table} {where} ORDER BY {TABLES[table]}")
+    return [tuple(r) for r in df.astype(object).where(df.notna(), None).itertuples(index=False)]
+
+
+def test_parquet_export_then_import_gives_the_same_rows(source: TraceStore, tmp_path: Path) -> None:
+    counts = export_run(source, "run-a", "parquet", tmp_path / "exp")
+    assert counts["spans"] == 10 and counts["blobs"] == 1
+    dest = TraceStore(tmp_path / "dest.duckdb")
+    result = import_path(dest, tmp_path / "exp")
+    assert (result.spans, result.events, result.links, result.blobs) == (10, 2, 2, 1)
+    run_a = "WHERE trace_id IN (SELECT trace_id FROM trials WHERE run_id = 'run-a')"
+    for table in ("spans", "span_events", "span_links"):
+        assert _rows(dest, table) == _rows(source, table, run_a), table
+    assert _rows(dest, "blobs") == _rows(source, "blobs")
+    assert dest.sql("SELECT count(*) AS n FROM trials").n[0] == 2
+    again = import_path(dest, tmp_path / "exp")
+    assert again.spans == 0 and again.skipped_spans == 10
+    assert dest.sql("SELECT count(*) AS n FROM spans").n[0] == 10
+
+
+def test_otlp_json_export_then_import_gives_the_same_rows(
+    source: TraceStore, tmp_path: Path
+) -> None:
+    out = tmp_path / "run.jsonl"
+    export_run(source, "run-a", "otlp-json", out)
+    first = json.loads(out.read_text().splitlines()[0])
+    span = first["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert len(span["traceId"]) == 32 and span["startTimeUnixNano"].isdigit()
+    dest = TraceStore(tmp_path / "dest.duckdb")
+    assert import_path(dest, out).spans == 10
+    run_a = "WHERE trace_id IN (SELECT trace_id FROM trials WHERE run_id = 'run-a')"
+    for table in ("spans", "span_events", "span_links"):
+        assert _rows(dest, table) == _rows(source, table, run_a), table
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        ('{"resourceSpans": []}\n{"resourceSpans": [ oops\n', ":4:21: invalid JSON"),
+        ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": '
+         '"0000000000000001", "name": "x", "startTimeUnixNano": "1"}]}]}]}\n',
+         ":3: resourceSpans[0].scopeSpans[0].spans[0].traceId: expected 32 hex digits"),
+        ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "0000000000000001"}]}]}]}',
+         ":3: resourceSpans[0].scopeSpans[0].spans[0]: missing traceId"),
+        ('{"spans": []}', ":3: $: expected an object with a resourceSpans list"),
+    ],
+)
+def test_malformed_otlp_json_names_file_and_position_and_writes_nothing(
+    source: TraceStore, tmp_path: Path, content: str, where: str
+) -> None:
+    good = tmp_path / "good.jsonl"
+    export_run(source, "run-a", "otlp-json", good)
+    bad = tmp_path / "bad.jsonl"
+    # Two valid traces first (lines 1-2): a partial import would write them.
+    bad.write_text(good.read_text() + content)
+    dest = TraceStore(tmp_path / "dest.duckdb")
+    dest.init()
+    with pytest.raises(StoreError) as info:
+        import_path(dest, bad)
+    msg = str(info.value)
+    assert msg.startswith(str(bad)) and where in msg
+    assert dest.sql("SELECT count(*) AS n FROM spans").n[0] == 0
+
+
+def test_export_of_unknown_run_says_which_exist(source: TraceStore, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no run 'nope'.*run-a, run-b"):
+        export_run(source, "nope", "parquet", tmp_path / "x")
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list[ExportTraceServiceRequest] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        type(self).received.append(req)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    _Collector.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Collector.received
+    server.shutdown()
+
+
+def test_spans_also_go_to_an_otlp_collector_with_blobs_referenced(
+    tmp_path: Path, collector: tuple[str, list[ExportTraceServiceRequest]]
+) -> None:
+    endpoint, received = collector
+    store = TraceStore(tmp_path / "t.duckdb")
+    with Recorder(store, otlp_endpoint=endpoint) as rec:
+        ids = record_trial(rec)
+        with rec.tracer().start_as_current_span(
+            "sandbox.exec", attributes={"harness.run.id": "r", "process.command_line": "x" * 50_000}
+        ):
+            pass
+    spans = [s for req in received for rs in req.resource_spans for ss in rs.scope_spans
+             for s in ss.spans]
+    assert len(spans) == 6 == store.sql("SELECT count(*) AS n FROM spans").n[0]
+    assert {s.trace_id.hex() for s in spans} >= {ids["trace_id"]}
+    big = next(s for s in spans if any(a.key == "process.command_line.sha256"
+                                       for a in s.attributes))
+    keys = {a.key: a.value for a in big.attributes}
+    assert "process.command_line" not in keys
+    assert keys["process.command_line.bytes"].int_value == 50_000
+    ref = keys["process.command_line.sha256"].string_value
+    assert store.blob_text(ref) == "x" * 50_000
+
+
+def test_cli_sql_formats_and_errors(source: TraceStore, tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "harness", *args, "--db", str(source.path)],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    q = "SELECT task, exit_code FROM commands ORDER BY task"
+    res = run("sql", q, "--format", "json")
+    assert res.returncode == 0
+    assert json.loads(res.stdout) == [{"task": t, "exit_code": 2} for t in ("t1", "t2", "t3")]
+    res = run("sql", q, "--format", "csv")
+    assert res.stdout.splitlines() == ['"task","exit_code"', '"t1",2', '"t2",2', '"t3",2']
+    res = run("sql", q, "--format", "jsonl")
+    assert len(res.stdout.splitlines()) == 3
+    res = run("sql", q)
+    assert "t3" in res.stdout and "exit_code" in res.stdout
+    pq = tmp_path / "out.parquet"
+    assert run("sql", q, "--format", "parquet", "-o", str(pq)).returncode == 0
+    import pyarrow.parquet as papq
+
+    assert papq.read_table(pq).num_rows == 3
+    bad = run("sql", "SELECT * FROM trails")
+    assert bad.returncode == 2
+    assert "trails" in bad.stderr and "trials" in bad.stderr and "commands" in bad.stderr
+    exp = tmp_path / "exp"
+    assert run("export", "--run", "run-b", "-o", str(exp)).returncode == 0
+    res = subprocess.run([sys.executable, "-m", "harness", "import", str(exp), "--db",
+                          str(tmp_path / "new.duckdb")], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and "imported 5 spans" in res.stdout
