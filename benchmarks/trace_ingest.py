@@ -169,13 +169,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (under 30 s)")
     args = ap.parse_args()
-    n_spans, n_base, n_big = (40_000, 300, 100_000) if args.quick else (200_000, 1_000, 1_000_000)
+    n_spans, n_base, n_big = (131_072, 300, 100_000) if args.quick else (262_144, 1_000, 1_000_000)
 
     with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
         d = Path(tmp)
         spans, sdk_rate = make_spans(n_spans)
         print(f"OTel SDK creates {sdk_rate:,.0f} spans/s ({n_spans} spans)")
-        rate = ingest_rate(spans, d / "ingest.duckdb", batch=100_000)
+        rate = ingest_rate(spans, d / "ingest.duckdb", batch=131_072)
         print(f"exporter ingests {rate:,.0f} spans/s into committed rows")
         base = baseline_rate(spans[:n_base], d / "baseline.duckdb")
         print(f"baseline, one INSERT per span: {base:,.0f} spans/s ({n_base} spans)")

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from itertools import chain
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -28,66 +28,92 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _SCALARS = (str, bool, int, float)
 
 
+class AttrGroup(NamedTuple):
+    """Attribute values of some rows of a batch.
+
+    ``rows`` are the rows' positions in the batch (``None``: all rows, in order). ``values``
+    is a struct array with one typed field per attribute key (rows that share their keys and
+    value types), or JSON text where values do not fit one Arrow type.
+    """
+
+    rows: pa.Array | None
+    values: pa.Array
+
+
 class JsonEncoder:
-    """Encodes many attribute dicts to JSON strings; keeps a private in-memory DuckDB."""
+    """Turns many attribute dicts into typed Arrow groups or JSON; owns a private DuckDB."""
 
     def __init__(self) -> None:
         self._db = duckdb.connect(":memory:")
 
-    def encode(self, dicts: Sequence[Mapping[str, Any]]) -> pa.Array | pa.ChunkedArray:
-        groups: dict[tuple[str, ...], list[int]] = {}
+    def groups(self, dicts: Sequence[Mapping[str, Any]]) -> list[AttrGroup]:
+        by_keys: dict[tuple[str, ...], list[int]] = {}
         for i, d in enumerate(dicts):
-            groups.setdefault(tuple(d), []).append(i)
-        parts: list[pa.Array | pa.ChunkedArray] = []
-        order: list[int] = []
-        for keys, idx in groups.items():
-            texts = None
+            by_keys.setdefault(tuple(d), []).append(i)
+        out: list[AttrGroup] = []
+        whole = len(by_keys) == 1
+        for keys, idx in by_keys.items():
+            values: pa.Array | None = None
             if not keys:
-                texts = pa.array(["{}"] * len(idx), type=pa.string())
+                values = pa.array(["{}"] * len(idx), type=pa.string())
             elif len(idx) >= 32:
-                texts = self._group_json(keys, [dicts[i] for i in idx])
-            if texts is None:
-                texts = pa.array([_dumps(dict(dicts[i])) for i in idx], type=pa.string())
-            parts.append(texts)
-            order.extend(idx)
-        if not parts:
+                values = _struct(keys, [dicts[i] for i in idx])
+            if values is None:
+                values = pa.array([_dumps(dict(dicts[i])) for i in idx], type=pa.string())
+            out.append(AttrGroup(None if whole else pa.array(idx, type=pa.int64()), values))
+        return out
+
+    def to_json(self, values: pa.Array) -> pa.Array | pa.ChunkedArray:
+        """JSON text for a group's values."""
+        if not pa.types.is_struct(values.type):
+            return values
+        self._db.register("__h_attrs", pa.table({"s": values}))
+        try:
+            rel = self._db.sql("SELECT to_json(s)::VARCHAR AS j FROM __h_attrs")
+            return rel.to_arrow_table().column("j")
+        finally:
+            self._db.unregister("__h_attrs")
+
+    def encode(self, dicts: Sequence[Mapping[str, Any]]) -> pa.Array | pa.ChunkedArray:
+        """JSON text for each dict, in the callers' order."""
+        groups = self.groups(dicts)
+        if not groups:
             return pa.array([], type=pa.string())
-        if len(parts) == 1:
-            return parts[0]
+        if groups[0].rows is None:
+            return self.to_json(groups[0].values)
+        chunks = []
+        for g in groups:
+            text = self.to_json(g.values)
+            chunks.extend(text.chunks if isinstance(text, pa.ChunkedArray) else [text])
         # Back to the callers' order: position of row i in the concatenation.
+        order = np.concatenate([g.rows.to_numpy() for g in groups if g.rows is not None])
         inverse = np.empty(len(order), dtype=np.int64)
-        inverse[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
-        chunks = [c for p in parts for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p])]
+        inverse[order] = np.arange(len(order), dtype=np.int64)
         return pa.chunked_array(chunks, type=pa.string()).take(pa.array(inverse))
 
-    def _group_json(
-        self, keys: tuple[str, ...], rows: list[Mapping[str, Any]]
-    ) -> pa.ChunkedArray | None:
-        arrays = []
-        # Rows of one group share their key order, so transposing the values gives columns.
-        columns = list(zip(*[r.values() for r in rows]))  # noqa: B905 - same keys by grouping
-        for vals in columns:
-            types = set(map(type, vals))
-            if len(types) != 1:
+
+def _struct(keys: tuple[str, ...], rows: list[Mapping[str, Any]]) -> pa.StructArray | None:
+    """Rows sharing ``keys`` as one struct array with a typed field per key; None if some
+    key's values do not share one scalar type (or one element type, for arrays)."""
+    arrays = []
+    # Rows of one group share their key order, so transposing the values gives columns.
+    columns = list(zip(*[r.values() for r in rows]))  # noqa: B905 - same keys by grouping
+    for vals in columns:
+        types = set(map(type, vals))
+        if len(types) != 1:
+            return None
+        t = types.pop()
+        if t is tuple or t is list:
+            et = set(map(type, (x for v in vals for x in v)))
+            if len(et) > 1 or (et and next(iter(et)) not in _SCALARS):
                 return None
-            t = types.pop()
-            if t is tuple or t is list:
-                et = set(map(type, (x for v in vals for x in v)))
-                if len(et) > 1 or (et and next(iter(et)) not in _SCALARS):
-                    return None
-            elif t not in _SCALARS:
-                return None
-            try:
-                arrays.append(pa.array(vals))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                return None
-        struct = pa.StructArray.from_arrays(arrays, names=list(keys))
-        self._db.register("tbl", pa.table({"s": struct}))
+        elif t not in _SCALARS:
+            return None
         try:
-            result = self._db.sql("SELECT to_json(s)::VARCHAR AS j FROM tbl").to_arrow_table()
-        finally:
-            self._db.unregister("tbl")
-        return result.column("j")
+            arrays.append(pa.array(vals))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return None
+    return pa.StructArray.from_arrays(arrays, names=list(keys))
 
 
 def attrs_of(obj: Any) -> Mapping[str, Any]:
@@ -128,38 +154,85 @@ _PUBLIC_FIELDS = attrgetter(*_FIELDS)
 _EVENT_FIELDS = attrgetter("_name", "_timestamp", "_attributes")
 
 
-_PROMOTED_PATHS = ", ".join(f"'$.\"{k}\"'" for k in PROMOTED)
-_PROMOTED_EXPRS = ", ".join(
-    f"TRY_CAST(__p[{i}] AS {typ}) AS {col}" if typ != "VARCHAR" else f"__p[{i}] AS {col}"
-    for i, (col, typ) in enumerate(PROMOTED.values(), start=1)
-)
+_JSON_PROMOTED = ", ".join(f"'$.\"{k}\"'" for k in PROMOTED)
+_ARROW_TYPES = {"VARCHAR": pa.types.is_string, "BIGINT": pa.types.is_integer}
 
 
-def insert_tables(
+class Batch(NamedTuple):
+    """Rows for the store's tables. ``spans`` and ``events`` lack their attributes (and spans
+    their promoted columns): those come from ``attrs``/``event_attrs`` at insert time."""
+
+    spans: pa.Table
+    attrs: list[AttrGroup]
+    events: pa.Table
+    event_attrs: list[AttrGroup]
+    links: pa.Table
+
+
+def _promoted_sql(values: pa.Array) -> str:
+    """Select-list for the promoted columns of a group whose attributes are column ``__a``."""
+    exprs = []
+    if pa.types.is_struct(values.type):
+        t = values.type
+        for key, (col, typ) in PROMOTED.items():
+            i = t.get_field_index(key)
+            ok = i >= 0 and _ARROW_TYPES[typ](t.field(i).type)
+            exprs.append(f'__a."{key}" AS {col}' if ok else f"NULL::{typ} AS {col}")
+        return ", ".join(exprs)
+    for i, (col, typ) in enumerate(PROMOTED.values(), start=1):
+        v = f"json_extract_string(__a, [{_JSON_PROMOTED}])[{i}]"
+        exprs.append(f"TRY_CAST({v} AS {typ}) AS {col}" if typ != "VARCHAR" else f"{v} AS {col}")
+    return ", ".join(exprs)
+
+
+def _insert_groups(
     con: duckdb.DuckDBPyConnection,
-    spans: pa.Table,
-    events: pa.Table,
-    links: pa.Table,
-    prefix: str = "",
+    table: str,
+    rows: pa.Table,
+    groups: list[AttrGroup],
+    promoted: bool,
 ) -> None:
-    """Append the tables from :func:`spans_to_tables` to ``{prefix}spans`` etc. The promoted
-    columns are derived inside DuckDB, parsing each attributes document once."""
-    con.register("__h_spans", spans)
-    con.register("__h_events", events)
-    con.register("__h_links", links)
-    try:
-        con.execute(
-            f"INSERT INTO {prefix}spans SELECT * EXCLUDE (__p), {_PROMOTED_EXPRS} FROM "
-            f"(SELECT *, json_extract_string(attributes, [{_PROMOTED_PATHS}]) AS __p "
-            "FROM __h_spans)"
-        )
-        if events.num_rows:
-            con.execute(f"INSERT INTO {prefix}span_events SELECT * FROM __h_events")
-        if links.num_rows:
+    """One INSERT per attribute group: typed groups become JSON text (and promoted columns)
+    inside DuckDB, with no text round trip through Python."""
+    base = ", ".join(rows.column_names)
+    for g in groups:
+        part = rows if g.rows is None else rows.take(g.rows)
+        con.register("__h_rows", part.append_column("__a", g.values))
+        try:
+            attr = "to_json(__a)" if pa.types.is_struct(g.values.type) else "__a::JSON"
+            extra = f", {_promoted_sql(g.values)}" if promoted else ""
+            con.execute(
+                f"INSERT INTO {table} SELECT {base}, {attr} AS attributes{extra} FROM __h_rows"
+            )
+        finally:
+            con.unregister("__h_rows")
+
+
+def insert_tables(con: duckdb.DuckDBPyConnection, batch: Batch, prefix: str = "") -> None:
+    """Append a batch to ``{prefix}spans``, ``{prefix}span_events``, ``{prefix}span_links``."""
+    _insert_groups(con, f"{prefix}spans", batch.spans, batch.attrs, promoted=True)
+    if batch.events.num_rows:
+        _insert_groups(con, f"{prefix}span_events", batch.events, batch.event_attrs, False)
+    if batch.links.num_rows:
+        con.register("__h_links", batch.links)
+        try:
             con.execute(f"INSERT INTO {prefix}span_links SELECT * FROM __h_links")
-    finally:
-        for name in ("__h_spans", "__h_events", "__h_links"):
-            con.unregister(name)
+        finally:
+            con.unregister("__h_links")
+
+
+def _hex_array(ids: Sequence[int | None], nbytes: int) -> pa.Array:
+    """Fixed-width lowercase hex strings for ids (None stays null), built as one buffer."""
+    n = len(ids)
+    valid = [i is not None for i in ids]
+    data = b"".join((i or 0).to_bytes(nbytes, "big") for i in ids).hex().encode()
+    offsets = np.arange(0, (n + 1) * 2 * nbytes, 2 * nbytes, dtype=np.int32)
+    bitmap = None
+    if not all(valid):
+        bitmap = pa.py_buffer(np.packbits(np.array(valid, dtype=bool), bitorder="little"))
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(data), bitmap, null_count=n - sum(valid)
+    )
 
 
 def _flatten(lists: Sequence[Sequence[Any] | None]) -> tuple[pa.Array, pa.Array, list[Any]]:
@@ -186,14 +259,8 @@ def _hex(n: int | None, width: int) -> str | None:
     return None if n is None else format(n, f"0{width}x")
 
 
-def spans_to_tables(
-    spans: Sequence[ReadableSpan], encoder: JsonEncoder
-) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """The rows of ``spans``, ``span_events`` and ``span_links`` for a batch of spans.
-
-    The promoted columns are not in the spans table returned: :func:`insert_tables` derives
-    them from the JSON inside DuckDB.
-    """
+def spans_to_batch(spans: Sequence[ReadableSpan], encoder: JsonEncoder) -> Batch:
+    """The rows of ``spans``, ``span_events`` and ``span_links`` for a batch of spans."""
     # One pass over the span objects (a batch is large and scattered in memory; each pass
     # costs cache misses), then columns by transposition.
     try:
@@ -220,9 +287,10 @@ def spans_to_tables(
         ) = zip(*rows, strict=True)
     attrs = [a._dict if type(a) is BoundedAttributes else (a or {}) for a in raw_attrs]
     # SpanContext is a tuple (trace_id, span_id, is_remote, flags, trace_state, ...).
-    ids = [(format(c[0], "032x"), format(c[1], "016x"), c[4]) for c in ctx]
-    trace_ids = [i[0] for i in ids]
-    span_ids = [i[1] for i in ids]
+    trace_arr = _hex_array([c[0] for c in ctx], 16)
+    span_arr = _hex_array([c[1] for c in ctx], 8)
+    parent_arr = _hex_array([None if p is None else p.span_id for p in parents], 8)
+    trace_states = [c[4] for c in ctx]
     # Few distinct kinds, statuses, resources and scopes: convert each once.
     kind_names = {k: k.name for k in set(kinds)}
     status_cache = {id(st): st for st in statuses}
@@ -237,9 +305,9 @@ def spans_to_tables(
         k: (sc.name, sc.version) if sc else (None, None) for k, sc in scope_cache.items()
     }
     cols: dict[str, Any] = {
-        "trace_id": trace_ids,
-        "span_id": span_ids,
-        "parent_span_id": [None if p is None else format(p.span_id, "016x") for p in parents],
+        "trace_id": trace_arr,
+        "span_id": span_arr,
+        "parent_span_id": parent_arr,
         "name": names,
         "kind": [kind_names[k] for k in kinds],
         "start_ns": starts,
@@ -250,12 +318,11 @@ def spans_to_tables(
         ],
         "status_code": [status_cache[id(st)][0] for st in statuses],
         "status_message": [status_cache[id(st)][1] for st in statuses],
-        "trace_state": [(i[2].to_header() or None) if i[2] else None for i in ids],
+        "trace_state": [(ts.to_header() or None) if ts else None for ts in trace_states],
         "service_name": [res_cache[id(r)][0] for r in resources],
         "scope_name": [scope_cache[id(sc)][0] for sc in scopes],
         "scope_version": [scope_cache[id(sc)][1] for sc in scopes],
         "resource_attributes": [res_cache[id(r)][1] for r in resources],
-        "attributes": encoder.encode(attrs),
     }
     spans_tbl = pa.table(cols)
 
@@ -266,8 +333,6 @@ def spans_to_tables(
     except AttributeError:
         ev_fields = [(e.name, e.timestamp, e.attributes) for e in ev]
     ev_attrs = [a._dict if type(a) is BoundedAttributes else (a or {}) for _, _, a in ev_fields]
-    trace_arr = pa.array(trace_ids, type=pa.string())
-    span_arr = pa.array(span_ids, type=pa.string())
     events_tbl = pa.table(
         {
             "trace_id": trace_arr.take(ev_idx),
@@ -275,7 +340,6 @@ def spans_to_tables(
             "seq": ev_seq,
             "name": pa.array([f[0] for f in ev_fields], type=pa.string()),
             "time_ns": pa.array([f[1] for f in ev_fields], type=pa.int64()),
-            "attributes": encoder.encode(ev_attrs),
         }
     )
     lk_idx, lk_seq, lk = _flatten(links_lists)
@@ -294,4 +358,4 @@ def spans_to_tables(
             "attributes": encoder.encode([attrs_of(link) for link in lk]),
         }
     )
-    return spans_tbl, events_tbl, links_tbl
+    return Batch(spans_tbl, encoder.groups(attrs), events_tbl, encoder.groups(ev_attrs), links_tbl)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._convert import JsonEncoder, insert_tables, spans_to_tables
+from ._convert import JsonEncoder, insert_tables, spans_to_batch
 from ._store import StoreError, TraceStore, sha256_hex, write_blobs
 
 
@@ -64,7 +64,7 @@ class DuckDBSpanExporter(SpanExporter):
             gc_was_enabled = gc.isenabled()
             gc.disable()
             try:
-                spans_tbl, events_tbl, links_tbl = spans_to_tables(spans, self._encoder)
+                batch = spans_to_batch(spans, self._encoder)
             finally:
                 if gc_was_enabled:
                     gc.enable()
@@ -75,7 +75,7 @@ class DuckDBSpanExporter(SpanExporter):
             try:
                 self.blobs_written += write_blobs(con, blobs)
                 if spans:
-                    insert_tables(con, spans_tbl, events_tbl, links_tbl)
+                    insert_tables(con, batch)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._convert import JsonEncoder, insert_tables
+from ._convert import Batch, JsonEncoder, insert_tables
 from ._schema import EVENT_COLUMNS, LINK_COLUMNS, SCHEMA_VERSION, SPAN_COLUMNS
 from ._store import StoreError, TraceStore
 
@@ -480,8 +480,8 @@ def _import_otlp(store: TraceStore, path: Path) -> ImportResult:
                             lk_cols[c].append(v)
                         lk_attrs.append(_attrs(lk.get("attributes", []), cur, f"{lw}.attributes"))
     enc = JsonEncoder()
-    span_cols["attributes"] = enc.encode(span_attrs)  # type: ignore[assignment]
-    ev_cols["attributes"] = enc.encode(ev_attrs)  # type: ignore[assignment]
+    del span_cols["attributes"]
+    del ev_cols["attributes"]
     lk_cols["attributes"] = enc.encode(lk_attrs)  # type: ignore[assignment]
     spans_tbl = pa.table(span_cols)
     events_tbl = pa.table(
@@ -495,7 +495,10 @@ def _import_otlp(store: TraceStore, path: Path) -> ImportResult:
         try:
             for t in ("spans", "span_events", "span_links", "blobs"):
                 con.execute(f"CREATE TEMP TABLE imp_{t} AS SELECT * FROM {t} LIMIT 0")
-            insert_tables(con, spans_tbl, events_tbl, links_tbl, prefix="imp_")
+            batch = Batch(
+                spans_tbl, enc.groups(span_attrs), events_tbl, enc.groups(ev_attrs), links_tbl
+            )
+            insert_tables(con, batch, prefix="imp_")
             result = _merge(con)
             con.execute("COMMIT")
         except BaseException:

@@ -49,7 +49,9 @@ def _writer(db: Path, trials: int, mode: str) -> subprocess.Popen[str]:
     """mode "hang": stay inside a trial after `trials`; otherwise a stop file's path."""
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, str(db), str(trials), mode],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
 
 
@@ -67,8 +69,11 @@ def test_sigkill_keeps_every_ended_trial(tmp_path: Path) -> None:
     commands = store.sql("SELECT count(*) AS n FROM commands").n[0]
     assert commands >= 250  # all 5 ended trials; the killed one's spans may or may not be in
     # The store re-opens for writing and takes new data.
-    with Recorder(store) as rec, rec.tracer().start_as_current_span(
-        "invoke_agent again", attributes={"harness.run.id": "run-2"}
+    with (
+        Recorder(store) as rec,
+        rec.tracer().start_as_current_span(
+            "invoke_agent again", attributes={"harness.run.id": "run-2"}
+        ),
     ):
         pass
     assert store.sql("SELECT count(*) AS n FROM runs").n[0] == 2
@@ -84,9 +89,20 @@ def test_reader_queries_while_another_process_writes(tmp_path: Path) -> None:
     seen: list[int] = []
     for _ in range(4):
         res = subprocess.run(
-            [sys.executable, "-m", "harness", "sql", "--db", str(db), "--format", "json",
-             "SELECT count(*) AS n FROM trials"],
-            capture_output=True, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "sql",
+                "--db",
+                str(db),
+                "--format",
+                "json",
+                "SELECT count(*) AS n FROM trials",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         assert res.returncode == 0, res.stderr
         seen.append(json.loads(res.stdout)[0]["n"])

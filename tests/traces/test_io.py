@@ -76,11 +76,15 @@ def test_otlp_json_export_then_import_gives_the_same_rows(
     ("content", "where"),
     [
         ('{"resourceSpans": []}\n{"resourceSpans": [ oops\n', ":4:21: invalid JSON"),
-        ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": '
-         '"0000000000000001", "name": "x", "startTimeUnixNano": "1"}]}]}]}\n',
-         ":3: resourceSpans[0].scopeSpans[0].spans[0].traceId: expected 32 hex digits"),
-        ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "0000000000000001"}]}]}]}',
-         ":3: resourceSpans[0].scopeSpans[0].spans[0]: missing traceId"),
+        (
+            '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": '
+            '"0000000000000001", "name": "x", "startTimeUnixNano": "1"}]}]}]}\n',
+            ":3: resourceSpans[0].scopeSpans[0].spans[0].traceId: expected 32 hex digits",
+        ),
+        (
+            '{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "0000000000000001"}]}]}]}',
+            ":3: resourceSpans[0].scopeSpans[0].spans[0]: missing traceId",
+        ),
         ('{"spans": []}', ":3: $: expected an object with a resourceSpans list"),
     ],
 )
@@ -143,12 +147,18 @@ def test_spans_also_go_to_an_otlp_collector_with_blobs_referenced(
             "sandbox.exec", attributes={"harness.run.id": "r", "process.command_line": "x" * 50_000}
         ):
             pass
-    spans = [s for req in received for rs in req.resource_spans for ss in rs.scope_spans
-             for s in ss.spans]
+    spans = [
+        s
+        for req in received
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
     assert len(spans) == 6 == store.sql("SELECT count(*) AS n FROM spans").n[0]
     assert {s.trace_id.hex() for s in spans} >= {ids["trace_id"]}
-    big = next(s for s in spans if any(a.key == "process.command_line.sha256"
-                                       for a in s.attributes))
+    big = next(
+        s for s in spans if any(a.key == "process.command_line.sha256" for a in s.attributes)
+    )
     keys = {a.key: a.value for a in big.attributes}
     assert "process.command_line" not in keys
     assert keys["process.command_line.bytes"].int_value == 50_000
@@ -158,8 +168,12 @@ def test_spans_also_go_to_an_otlp_collector_with_blobs_referenced(
 
 def test_cli_sql_formats_and_errors(source: TraceStore, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "harness", *args, "--db", str(source.path)],
-                              capture_output=True, text=True, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "harness", *args, "--db", str(source.path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
 
     q = "SELECT task, exit_code FROM commands ORDER BY task"
     res = run("sql", q, "--format", "json")
@@ -181,6 +195,10 @@ def test_cli_sql_formats_and_errors(source: TraceStore, tmp_path: Path) -> None:
     assert "trails" in bad.stderr and "trials" in bad.stderr and "commands" in bad.stderr
     exp = tmp_path / "exp"
     assert run("export", "--run", "run-b", "-o", str(exp)).returncode == 0
-    res = subprocess.run([sys.executable, "-m", "harness", "import", str(exp), "--db",
-                          str(tmp_path / "new.duckdb")], capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "import", str(exp), "--db", str(tmp_path / "new.duckdb")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert res.returncode == 0 and "imported 5 spans" in res.stdout

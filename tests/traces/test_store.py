@@ -20,41 +20,74 @@ def record_trial(rec: Recorder, run_id: str = "run-1", task: str = "task-a") -> 
     tracer = rec.tracer("tests", "1.2.3")
     stdout_ref = rec.put_blob(b"hello\n")
     linked = SpanContext(
-        trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=TraceFlags(1),
+        trace_id=0x1234,
+        span_id=0x5678,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
         trace_state=TraceState([("vendor", "value")]),
     )
     with tracer.start_as_current_span(
         "invoke_agent oracle",
-        attributes={"harness.run.id": run_id, "harness.task.id": task,
-                    "gen_ai.agent.name": "oracle", "harness.outcome": "passed",
-                    "harness.reward": 1.0, "harness.trial.index": 0},
+        attributes={
+            "harness.run.id": run_id,
+            "harness.task.id": task,
+            "gen_ai.agent.name": "oracle",
+            "harness.outcome": "passed",
+            "harness.reward": 1.0,
+            "harness.trial.index": 0,
+        },
     ) as root:
         with tracer.start_as_current_span(
-            "chat gpt-test", kind=SpanKind.CLIENT,
-            attributes={"gen_ai.request.model": "gpt-test", "gen_ai.usage.input_tokens": 120,
-                        "gen_ai.usage.output_tokens": 30, "gen_ai.operation.name": "chat",
-                        "gen_ai.response.finish_reasons": ["stop"]},
+            "chat gpt-test",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.request.model": "gpt-test",
+                "gen_ai.usage.input_tokens": 120,
+                "gen_ai.usage.output_tokens": 30,
+                "gen_ai.operation.name": "chat",
+                "gen_ai.response.finish_reasons": ["stop"],
+            },
         ):
             pass
-        with tracer.start_as_current_span("execute_tool shell", attributes={
-            "gen_ai.tool.name": "shell", "gen_ai.tool.call.id": "call_1",
-            "gen_ai.tool.call.arguments": '{"commands": ["ls"]}'}), tracer.start_as_current_span(
-            "sandbox.exec",
-            links=[Link(linked, {"why": "retry-of", "n": 2})],
-            attributes={
-                "process.command_line": "ls -la", "process.exit.code": 2,
-                "process.working_directory": "/root", "harness.timed_out": False,
-                "harness.stdout.sha256": stdout_ref, "harness.stdout.bytes": 6,
-                "process.cpu.time": 0.25, "harness.memory.peak": 1 << 20,
-                "tags": ("a", "b"), "ints": (1, 2, 3), "floats": (1.0, 2.5),
-                "flags": (True, False), "whole_float": 3.0,
-            },
-        ) as exec_span:
+        with (
+            tracer.start_as_current_span(
+                "execute_tool shell",
+                attributes={
+                    "gen_ai.tool.name": "shell",
+                    "gen_ai.tool.call.id": "call_1",
+                    "gen_ai.tool.call.arguments": '{"commands": ["ls"]}',
+                },
+            ),
+            tracer.start_as_current_span(
+                "sandbox.exec",
+                links=[Link(linked, {"why": "retry-of", "n": 2})],
+                attributes={
+                    "process.command_line": "ls -la",
+                    "process.exit.code": 2,
+                    "process.working_directory": "/root",
+                    "harness.timed_out": False,
+                    "harness.stdout.sha256": stdout_ref,
+                    "harness.stdout.bytes": 6,
+                    "process.cpu.time": 0.25,
+                    "harness.memory.peak": 1 << 20,
+                    "tags": ("a", "b"),
+                    "ints": (1, 2, 3),
+                    "floats": (1.0, 2.5),
+                    "flags": (True, False),
+                    "whole_float": 3.0,
+                },
+            ) as exec_span,
+        ):
             exec_span.add_event("stdout", {"bytes": 6, "text": "hi"}, timestamp=123)
             exec_span.set_status(Status(StatusCode.ERROR, "exit code 2"))
-        with tracer.start_as_current_span("verify", attributes={
-                "harness.reward": 0.75, "harness.reward.tests": 0.5,
-                "harness.reward.style": 1.0}):
+        with tracer.start_as_current_span(
+            "verify",
+            attributes={
+                "harness.reward": 0.75,
+                "harness.reward.tests": 0.5,
+                "harness.reward.style": 1.0,
+            },
+        ):
             pass
     return {
         "trace_id": format(root.get_span_context().trace_id, "032x"),
@@ -70,8 +103,9 @@ def store(tmp_path: Path) -> TraceStore:
 
 
 def test_every_span_field_round_trips(store: TraceStore) -> None:
-    with Recorder(store, service_name="svc-test",
-                  resource_attributes={"deployment.environment": "ci"}) as rec:
+    with Recorder(
+        store, service_name="svc-test", resource_attributes={"deployment.environment": "ci"}
+    ) as rec:
         ids = record_trial(rec)
     spans = store.sql("SELECT * FROM spans ORDER BY start_ns")
     assert len(spans) == 5
@@ -102,7 +136,9 @@ def test_every_span_field_round_trips(store: TraceStore) -> None:
     lk = store.sql("SELECT * FROM span_links").iloc[0]
     assert (lk.linked_trace_id, lk.linked_span_id) == (f"{0x1234:032x}", f"{0x5678:016x}")
     assert lk.trace_state == "vendor=value" and json.loads(lk.attributes) == {
-        "why": "retry-of", "n": 2}
+        "why": "retry-of",
+        "n": 2,
+    }
 
 
 def test_views_answer_from_span_conventions(store: TraceStore) -> None:
@@ -113,7 +149,12 @@ def test_views_answer_from_span_conventions(store: TraceStore) -> None:
     assert list(trials.task) == ["task-x", "task-y"]
     t = trials.iloc[0]
     assert (t.run_id, t.agent, t.outcome, bool(t.passed), t.reward) == (
-        "run-7", "oracle", "passed", True, 1.0)
+        "run-7",
+        "oracle",
+        "passed",
+        True,
+        1.0,
+    )
     assert (t.input_tokens, t.output_tokens, t.steps) == (120, 30, 1)
     assert t.duration_s > 0
     runs = store.sql("SELECT * FROM runs").iloc[0]
@@ -124,12 +165,18 @@ def test_views_answer_from_span_conventions(store: TraceStore) -> None:
     assert store.blob_text(cmd.stdout_sha256) == "hello\n"
     llm = store.sql("SELECT * FROM llm_calls").iloc[0]
     assert (llm.model, llm.input_tokens, json.loads(llm.finish_reasons)) == (
-        "gpt-test", 120, ["stop"])
+        "gpt-test",
+        120,
+        ["stop"],
+    )
     tool = store.sql("SELECT * FROM tool_calls").iloc[0]
     assert (tool.tool_name, tool.call_id) == ("shell", "call_1")
     scores = store.sql("SELECT key, value FROM scores WHERE task = 'task-x' ORDER BY key")
     assert list(zip(scores.key, scores.value, strict=True)) == [
-        ("reward", 0.75), ("style", 1.0), ("tests", 0.5)]
+        ("reward", 0.75),
+        ("style", 1.0),
+        ("tests", 0.5),
+    ]
     for view in traces.VIEW_DOCS:
         store.sql(f"SELECT * FROM {view} LIMIT 1")  # every documented view exists
 
@@ -156,8 +203,11 @@ def test_blobs_deduplicate_and_round_trip(store: TraceStore) -> None:
 
 def test_large_attributes_move_to_blobs_untruncated(store: TraceStore) -> None:
     big = "line\n" * 100_000
-    with Recorder(store) as rec, rec.tracer().start_as_current_span(
-        "sandbox.exec", attributes={"harness.run.id": "r", "process.command_line": big}
+    with (
+        Recorder(store) as rec,
+        rec.tracer().start_as_current_span(
+            "sandbox.exec", attributes={"harness.run.id": "r", "process.command_line": big}
+        ),
     ):
         pass
     attrs = json.loads(store.sql("SELECT attributes FROM spans").attributes[0])
