@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -46,8 +47,18 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            metavar="URL",
+            help="Also send every recorded span to this OTLP/HTTP collector (base URL).",
+        ),
+    ] = None,
 ) -> None:
     """Observability-first evaluation and replay harness for AI agents."""
+    if otlp_endpoint:
+        os.environ["HARNESS_OTLP_ENDPOINT"] = otlp_endpoint
 
 
 @app.command()
@@ -268,7 +279,8 @@ def _write_table(table: Any, fmt: str, output: str | None) -> None:
                 highlight=False,
             )
         else:
-            err.print(f"[dim]{table.num_rows} rows[/]", highlight=False)
+            n = table.num_rows
+            err.print(f"[dim]{n} row{'' if n == 1 else 's'}[/]", highlight=False)
         return
     stream = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
     try:

@@ -81,7 +81,7 @@ class JsonEncoder:
             return pa.array([], type=pa.string())
         if groups[0].rows is None:
             return self.to_json(groups[0].values)
-        chunks = []
+        chunks: list[pa.Array] = []
         for g in groups:
             text = self.to_json(g.values)
             chunks.extend(text.chunks if isinstance(text, pa.ChunkedArray) else [text])
@@ -267,24 +267,9 @@ def spans_to_batch(spans: Sequence[ReadableSpan], encoder: JsonEncoder) -> Batch
         rows = list(map(_PRIVATE_FIELDS, spans))
     except AttributeError:
         rows = list(map(_PUBLIC_FIELDS, spans))
-    if not rows:
-        names = ctx = kinds = parents = starts = ends = raw_attrs = statuses = ()
-        resources = scopes = events_lists = links_lists = ()
-    else:
-        (
-            names,
-            ctx,
-            kinds,
-            parents,
-            starts,
-            ends,
-            raw_attrs,
-            statuses,
-            resources,
-            scopes,
-            events_lists,
-            links_lists,
-        ) = zip(*rows, strict=True)
+    fields: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * len(_FIELDS)
+    (names, ctx, kinds, parents, starts, ends, raw_attrs, statuses, resources, scopes,
+     events_lists, links_lists) = fields  # fmt: skip
     attrs = [a._dict if type(a) is BoundedAttributes else (a or {}) for a in raw_attrs]
     # SpanContext is a tuple (trace_id, span_id, is_remote, flags, trace_state, ...).
     trace_arr = _hex_array([c[0] for c in ctx], 16)

@@ -151,29 +151,30 @@ def _export_otlp(con: Any, where: str, run_id: str, out: Path) -> dict[str, int]
             traces.setdefault(row["trace_id"], []).append(row)
         for group in traces.values():
             by_resource: dict[tuple[str, str | None, str | None], list[dict[str, Any]]] = {}
-            for r in group:
-                row = _Row(r)
+            for row in group:
                 span: dict[str, Any] = {
-                    "traceId": row.trace_id,
-                    "spanId": row.span_id,
-                    "name": row.name,
-                    "kind": _KINDS.index(row.kind) if row.kind in _KINDS else 0,
-                    "startTimeUnixNano": str(int(row.start_ns)),
-                    "endTimeUnixNano": str(int(row.end_ns)),
-                    "attributes": _kv(json.loads(row.attributes)),
-                    "events": events.get((row.trace_id, row.span_id), []),
-                    "links": links.get((row.trace_id, row.span_id), []),
+                    "traceId": row["trace_id"],
+                    "spanId": row["span_id"],
+                    "name": row["name"],
+                    "kind": _KINDS.index(row["kind"]) if row["kind"] in _KINDS else 0,
+                    "startTimeUnixNano": str(int(row["start_ns"])),
+                    "endTimeUnixNano": str(int(row["end_ns"])),
+                    "attributes": _kv(json.loads(row["attributes"])),
+                    "events": events.get((row["trace_id"], row["span_id"]), []),
+                    "links": links.get((row["trace_id"], row["span_id"]), []),
                     "status": {
-                        "code": _STATUS.index(row.status_code) if row.status_code in _STATUS else 0
+                        "code": _STATUS.index(row["status_code"])
+                        if row["status_code"] in _STATUS
+                        else 0
                     },
                 }
-                if row.parent_span_id:
-                    span["parentSpanId"] = row.parent_span_id
-                if row.status_message:
-                    span["status"]["message"] = row.status_message
-                if row.trace_state:
-                    span["traceState"] = row.trace_state
-                key = (row.resource_attributes, row.scope_name, row.scope_version)
+                if row["parent_span_id"]:
+                    span["parentSpanId"] = row["parent_span_id"]
+                if row["status_message"]:
+                    span["status"]["message"] = row["status_message"]
+                if row["trace_state"]:
+                    span["traceState"] = row["trace_state"]
+                key = (row["resource_attributes"], row["scope_name"], row["scope_version"])
                 by_resource.setdefault(key, []).append(span)
             resource_spans = [
                 {
@@ -264,13 +265,6 @@ def _merge(con: Any) -> ImportResult:
     for t in ("imp_spans", "imp_span_events", "imp_span_links", "imp_blobs", "imp_new"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return ImportResult(n_spans, n_events, n_links, n_blobs, total - n_spans)
-
-
-class _Row:
-    """Attribute access to a row dict."""
-
-    def __init__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(d)
 
 
 class _Cursor:
@@ -392,7 +386,7 @@ def _import_otlp(store: TraceStore, path: Path) -> ImportResult:
             res_json = json.dumps(res, separators=(",", ":"))
             service = res.get("service.name")
             for si, ss in enumerate(
-                rs.get("scopeSpans", rs.get("instrumentationLibrarySpans", []))
+                rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []
             ):
                 sw = f"{rw}.scopeSpans[{si}]"
                 scope = ss.get("scope") or ss.get("instrumentationLibrary") or {}
@@ -482,7 +476,7 @@ def _import_otlp(store: TraceStore, path: Path) -> ImportResult:
     enc = JsonEncoder()
     del span_cols["attributes"]
     del ev_cols["attributes"]
-    lk_cols["attributes"] = enc.encode(lk_attrs)  # type: ignore[assignment]
+    lk_cols["attributes"] = enc.encode(lk_attrs)
     spans_tbl = pa.table(span_cols)
     events_tbl = pa.table(
         {c: pa.array(v, type=pa.int32()) if c == "seq" else v for c, v in ev_cols.items()}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import atexit
 import os
-from types import TracebackType
+import signal
+import threading
+from types import FrameType, TracebackType
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -25,18 +27,42 @@ from ._store import BLOB_PREFIX, TraceStore
 INLINE_LIMIT = 16 * 1024
 
 
+def _raise_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `with` blocks and atexit flush what was recorded;
+    an application's own handler is left alone."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGTERM
+    ) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _raise_exit)
+
+
 def otlp_endpoint_from_env() -> str | None:
-    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
+    """The collector's traces URL from the environment, or None.
+
+    ``HARNESS_OTLP_ENDPOINT`` (what ``harness --otlp-endpoint`` sets) and
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` are base URLs; ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is
+    the full traces URL, as the OpenTelemetry specification defines them.
+    """
+    full = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if full:
+        return full
+    base = os.environ.get("HARNESS_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return _traces_url(base) if base else None
 
 
-def _otlp_exporter(endpoint: str) -> SpanExporter:
+def _traces_url(base: str) -> str:
+    base = base.rstrip("/")
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+def _otlp_exporter(url: str) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    if not endpoint.rstrip("/").endswith("/v1/traces"):
-        endpoint = endpoint.rstrip("/") + "/v1/traces"
-    return OTLPSpanExporter(endpoint=endpoint)  # headers etc. from OTEL_EXPORTER_OTLP_*
+    return OTLPSpanExporter(endpoint=url)  # headers, timeout etc. from OTEL_EXPORTER_OTLP_*
 
 
 class Recorder:
@@ -44,8 +70,9 @@ class Recorder:
 
     Args:
         store: the trace store (or a path to one).
-        otlp_endpoint: also send every span there (Jaeger, Phoenix, Langfuse...). Defaults to
-            ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` if set.
+        otlp_endpoint: also send every span to this OTLP/HTTP collector base URL (Jaeger,
+            Phoenix, Langfuse...). Defaults to the environment, see
+            :func:`otlp_endpoint_from_env`.
         service_name: the ``service.name`` resource attribute.
         resource_attributes: more resource attributes.
     """
@@ -62,9 +89,9 @@ class Recorder:
         self.store = store if isinstance(store, TraceStore) else TraceStore(store)
         self.exporter = DuckDBSpanExporter(self.store)
         exporters: list[SpanExporter] = [self.exporter]
-        endpoint = otlp_endpoint or otlp_endpoint_from_env()
-        if endpoint:
-            exporters.append(_otlp_exporter(endpoint))
+        url = _traces_url(otlp_endpoint) if otlp_endpoint else otlp_endpoint_from_env()
+        if url:
+            exporters.append(_otlp_exporter(url))
         self.processor = BackpressureSpanProcessor(
             exporters, schedule_delay=schedule_delay, transform=self._offload
         )
@@ -83,6 +110,7 @@ class Recorder:
         self.provider.add_span_processor(self.processor)
         self._closed = False
         atexit.register(self.shutdown)
+        _exit_on_sigterm()
 
     def tracer(self, name: str = "harness", version: str | None = None) -> Tracer:
         return self.provider.get_tracer(name, version)

@@ -209,11 +209,11 @@ class TraceStore:
 
     def sql(self, query: str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run a query; the result as a pandas DataFrame."""
-        return self._query(query, params, "df")  # type: ignore[no-any-return]
+        return self._query(query, params, "df")
 
     def arrow(self, query: str, params: list[Any] | None = None) -> pa.Table:
         """Run a query; the result as an Arrow table."""
-        return self._query(query, params, "arrow")  # type: ignore[no-any-return]
+        return self._query(query, params, "arrow")
 
     # -- blobs ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -77,6 +78,39 @@ def test_sigkill_keeps_every_ended_trial(tmp_path: Path) -> None:
     ):
         pass
     assert store.sql("SELECT count(*) AS n FROM runs").n[0] == 2
+
+
+OPEN_TRIAL = """
+import sys, time
+from traces import Recorder
+with Recorder(sys.argv[1], schedule_delay=600) as rec:
+    tracer = rec.tracer()
+    with tracer.start_as_current_span("invoke_agent open", attributes={"harness.run.id": "r"}):
+        for j in range(3):
+            with tracer.start_as_current_span("sandbox.exec", attributes={"i": j}):
+                pass
+        print("ready", flush=True)
+        time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_flush_queued_spans(tmp_path: Path, sig: int) -> None:
+    db = tmp_path / "t.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OPEN_TRIAL, str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    # Nothing is exported yet: the batch delay is long and the trial has not ended.
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    names = TraceStore(db).sql("SELECT name FROM spans ORDER BY name").name.tolist()
+    # The three ended commands and the root, ended by the unwinding `with`.
+    assert names == ["invoke_agent open", "sandbox.exec", "sandbox.exec", "sandbox.exec"]
 
 
 def test_reader_queries_while_another_process_writes(tmp_path: Path) -> None:

@@ -202,3 +202,21 @@ def test_cli_sql_formats_and_errors(source: TraceStore, tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert res.returncode == 0 and "imported 5 spans" in res.stdout
+
+
+def test_otlp_endpoint_from_the_standard_environment(
+    tmp_path: Path,
+    collector: tuple[str, list[ExportTraceServiceRequest]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, received = collector
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    with Recorder(tmp_path / "t.duckdb") as rec, rec.tracer().start_as_current_span("x"):
+        pass
+    assert [
+        s.name
+        for req in received
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ] == ["x"]
