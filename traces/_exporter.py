@@ -70,16 +70,10 @@ class DuckDBSpanExporter(SpanExporter):
                     gc.enable()
         # The file is held only for this transaction: readers in other processes get it
         # between batches (a batch is converted before the file is opened).
-        with self.store.connect(write=True) as con:
-            con.execute("BEGIN")
-            try:
-                self.blobs_written += write_blobs(con, blobs)
-                if spans:
-                    insert_tables(con, batch)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.store.transaction() as con:
+            self.blobs_written += write_blobs(con, blobs)
+            if spans:
+                insert_tables(con, batch)
         self.spans_written += len(spans)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -228,17 +228,10 @@ def _import_parquet(store: TraceStore, folder: Path) -> ImportResult:
     for f in files.values():
         if not f.exists():
             raise ImportError_(f"{folder}: missing {f.name}")
-    with store.connect(write=True) as con:
-        con.execute("BEGIN")
-        try:
-            for t, f in files.items():
-                con.execute(f"CREATE TEMP TABLE imp_{t} AS SELECT * FROM read_parquet('{f}')")
-            result = _merge(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    return result
+    with store.transaction() as con:
+        for t, f in files.items():
+            con.execute(f"CREATE TEMP TABLE imp_{t} AS SELECT * FROM read_parquet('{f}')")
+        return _merge(con)
 
 
 def _merge(con: Any) -> ImportResult:
@@ -484,18 +477,9 @@ def _import_otlp(store: TraceStore, path: Path) -> ImportResult:
     links_tbl = pa.table(
         {c: pa.array(v, type=pa.int32()) if c == "seq" else v for c, v in lk_cols.items()}
     )
-    with store.connect(write=True) as con:
-        con.execute("BEGIN")
-        try:
-            for t in ("spans", "span_events", "span_links", "blobs"):
-                con.execute(f"CREATE TEMP TABLE imp_{t} AS SELECT * FROM {t} LIMIT 0")
-            batch = Batch(
-                spans_tbl, enc.groups(span_attrs), events_tbl, enc.groups(ev_attrs), links_tbl
-            )
-            insert_tables(con, batch, prefix="imp_")
-            result = _merge(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    return result
+    batch = Batch(spans_tbl, enc.groups(span_attrs), events_tbl, enc.groups(ev_attrs), links_tbl)
+    with store.transaction() as con:
+        for t in ("spans", "span_events", "span_links", "blobs"):
+            con.execute(f"CREATE TEMP TABLE imp_{t} AS SELECT * FROM {t} LIMIT 0")
+        insert_tables(con, batch, prefix="imp_")
+        return _merge(con)

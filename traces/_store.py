@@ -157,8 +157,7 @@ class TraceStore:
         version = self._version(con)
         if version is not None and version > SCHEMA_VERSION:
             self._check_version(con)
-        con.execute("BEGIN")
-        try:
+        with _transaction(con):
             if version is None:
                 for stmt in ddl():
                     con.execute(stmt)
@@ -175,11 +174,14 @@ class TraceStore:
                     "UPDATE harness_meta SET value = ? WHERE key = 'schema_version'",
                     [str(SCHEMA_VERSION)],
                 )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         self._migrated = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection inside one transaction: committed if the block ends normally,
+        rolled back on any exception (the store never holds half a batch)."""
+        with self.connect(write=True) as con, _transaction(con):
+            yield con
 
     @contextmanager
     def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -237,11 +239,20 @@ class TraceStore:
     def put_blobs(self, blobs: Iterable[bytes]) -> list[str]:
         """Store blobs (deduplicated); returns their sha256 hex digests."""
         rows = {sha256_hex(b): b for b in blobs}
-        with self.connect(write=True) as con:
-            con.execute("BEGIN")
+        with self.transaction() as con:
             write_blobs(con, rows)
-            con.execute("COMMIT")
         return list(rows)
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def encode_blob(data: bytes) -> tuple[str, bytes]:
