@@ -13,9 +13,12 @@ from ._errors import (
 )
 from ._gc import Leftover, find_leftovers, gc
 from ._images import build_base_image, image_exists
+from ._recording import BlobSink, Recording
 from ._session import DEFAULT_IMAGE, CommandResult, Limits, Sandbox, parse_size
 
 __all__ = [
+    "BlobSink",
+    "Recording",
     "DEFAULT_IMAGE",
     "CommandResult",
     "EngineUnavailable",

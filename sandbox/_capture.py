@@ -20,13 +20,16 @@ class HeadTail:
     banner and its final error); the middle is dropped with a visible marker.
     """
 
-    __slots__ = ("limit", "total", "_head", "_tail", "_tail_cap")
+    __slots__ = ("limit", "total", "_head", "_tail", "_tail_cap", "record_cap", "recorded")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, record_cap: int = 0) -> None:
         if limit < 0:
             raise ValueError("output limit must be >= 0")
         self.limit = limit
         self.total = 0
+        # For the record (not the model): the stream's first `record_cap` bytes, exactly.
+        self.record_cap = record_cap
+        self.recorded = bytearray()
         self._head = bytearray()
         self._tail = bytearray()
         self._tail_cap = limit - limit // 2
@@ -35,6 +38,8 @@ class HeadTail:
         n = len(data)
         if not n:
             return
+        if len(self.recorded) < self.record_cap:
+            self.recorded += data[: self.record_cap - len(self.recorded)]
         self.total += n
         room = self.limit // 2 - len(self._head)
         if room > 0:

@@ -24,6 +24,7 @@ from ._capture import HeadTail, MarkerScanner
 from ._engine import client
 from ._errors import ImageNotFound, LimitNotSupported, SandboxError, SessionLost
 from ._owner import owner_labels
+from ._recording import Recording, SessionRecorder, current_context
 
 DEFAULT_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", "harness-base:bookworm")
 DEFAULT_OUTPUT_LIMIT = 1 << 20
@@ -160,6 +161,7 @@ class Sandbox:
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         timeout: float | None = 600.0,
         run_id: str | None = None,
+        record: Recording | None = None,
     ) -> None:
         self.image = image
         self.limits = limits or Limits()
@@ -180,6 +182,8 @@ class Sandbox:
         self._shell: _ShellChannel | None = None
         self._command_id = 0
         self._closed = False
+        self.record = record
+        self.recorder: SessionRecorder | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -201,9 +205,29 @@ class Sandbox:
         if self.container_id is not None:
             raise SandboxError("sandbox already started")
         _lifecycle.register(self)
+        parent, t0 = current_context(), time.time_ns()
         try:
             self._create_container()
             self._shell = self._start_shell(restore=False)
+            if self.record is not None and self.container_id is not None:
+                self.recorder = SessionRecorder(
+                    self.record, self._api, self.container_id, self.image, self.network, parent
+                )
+                self.recorder.span(
+                    "sandbox.start",
+                    {
+                        "container.id": self.container_id,
+                        "container.image.name": self.image,
+                        "container.image.id": self.recorder.image_id,
+                        "harness.network": self.network,
+                        "harness.limits.memory": self.limits.memory,
+                        "harness.limits.cpus": self.limits.cpus,
+                        "harness.limits.pids": self.limits.pids,
+                        "harness.fast_path.file_changes": self.recorder.fast_diff,
+                        "harness.fast_path.resources": self.recorder.fast_resources,
+                    },
+                    t0,
+                )
         except BaseException:
             self.close()
             raise
@@ -268,6 +292,12 @@ class Sandbox:
             return
         self._closed = True
         _lifecycle.unregister(self)
+        if self.recorder is not None:
+            t0 = time.time_ns()
+            try:
+                self.recorder.close()
+            finally:
+                self.recorder.span("sandbox.stop", {"container.id": self.container_id or ""}, t0)
         if self._shell is not None:
             self._shell.close()
         if self._control is not None:
@@ -332,6 +362,9 @@ class Sandbox:
             command_id,
             cwd.encode() if cwd is not None else None,
         )
+        probe = None
+        if self.recorder is not None:
+            probe = self.recorder.before(cmd, self.cwd, command_id)
         t0 = time.perf_counter()
         inflight = shell.submit(nonce, line)
         timed_out = False
@@ -368,7 +401,7 @@ class Sandbox:
         if inflight.cwd:
             self.cwd = inflight.cwd
         out, err = inflight.out, inflight.err
-        return CommandResult(
+        result = CommandResult(
             exit_code=exit_code if exit_code is not None else -1,
             stdout=out.getvalue(),
             stderr=err.getvalue(),
@@ -381,6 +414,9 @@ class Sandbox:
             session_restarted=restarted,
             cwd=self.cwd,
         )
+        if probe is not None and self.recorder is not None:
+            self.recorder.after(probe, result, out, err)
+        return result
 
     def kill_processes(self) -> None:
         """Kill every process in the sandbox (background jobs, daemons, a runaway fork bomb)
@@ -433,7 +469,10 @@ class Sandbox:
                 f"could not start a shell in container {self.container_id[:12]}: "
                 f"{exc.explanation or exc}"
             ) from exc
-        channel = _ShellChannel(self._api, exec_id, _raw_socket(sock), self.output_limit)
+        record_cap = self.record.output_cap if self.record is not None else 0
+        channel = _ShellChannel(
+            self._api, exec_id, _raw_socket(sock), self.output_limit, record_cap
+        )
         init = _shell.SESSION_INIT.encode()
         if restore and self.cwd:
             init += (
@@ -533,16 +572,19 @@ class Sandbox:
 class _ShellChannel:
     """The attached stdin/stdout/stderr of the session shell, demultiplexed by a thread."""
 
-    def __init__(self, api: Any, exec_id: str, sock: socket.socket, limit: int) -> None:
+    def __init__(
+        self, api: Any, exec_id: str, sock: socket.socket, limit: int, record_cap: int = 0
+    ) -> None:
         self.api = api
         self.exec_id = exec_id
         self.sock = sock
         self.limit = limit
+        self.record_cap = record_cap
         self.shell_pid: int | None = None
         self.eof = False
         self._lock = threading.Lock()
-        self._out = MarkerScanner(HeadTail(limit))
-        self._err = MarkerScanner(HeadTail(limit))
+        self._out = MarkerScanner(HeadTail(limit, record_cap))
+        self._err = MarkerScanner(HeadTail(limit, record_cap))
         self._inflight: _Inflight | None = None
         self._reader = threading.Thread(target=self._read_loop, name="harness-shell", daemon=True)
         self._reader.start()
@@ -582,11 +624,11 @@ class _ShellChannel:
             inf.exit_code, inf.oom, inf.cwd = int(rc), oom == b"1", os.fsdecode(cwd)
             inf.shell_pid = int(pid)
             inf.out = self._out.sink
-            self._out.sink = HeadTail(self.limit)
+            self._out.sink = HeadTail(self.limit, self.record_cap)
             inf.out_done = True
         else:
             inf.err = self._err.sink
-            self._err.sink = HeadTail(self.limit)
+            self._err.sink = HeadTail(self.limit, self.record_cap)
             inf.err_done = True
         if inf.out_done and inf.err_done:
             inf.done.set()

@@ -147,10 +147,10 @@ SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id AS command_span_id,
        {a("harness.fs.after.sha256")} AS after_sha256, {a("harness.fs.diff.sha256")} AS diff_sha256,
        {a("harness.fs.link_target")} AS link_target, {a("harness.fs.old_path")} AS old_path,
        {a("harness.fs.content_omitted", "BOOLEAN")} AS content_omitted,
-       {_TIME.format("s")} AS at
+       {_TIME.format("s")} AS changed_at
 FROM spans s {_ROOT_JOIN} WHERE s.name = 'fs.change'""",
     "resource_samples": f"""
-SELECT {_CTX}, s.trace_id, s.span_id, {_TIME.format("s")} AS at,
+SELECT {_CTX}, s.trace_id, s.span_id, {_TIME.format("s")} AS sampled_at,
        {a("container.cpu.time", "DOUBLE")} AS cpu_s,
        {a("container.memory.usage", "BIGINT")} AS memory_bytes,
        {a("container.memory.peak", "BIGINT")} AS memory_peak_bytes,

@@ -1,0 +1,387 @@
+"""What each command changed in the container's filesystem.
+
+Fast path (local engine, overlay2): watch the container's upper directory from the host with
+inotify; after a command, look only at the paths it touched and compare each with its state
+before the command (our record of it, or the image's lower layers). Fallback (remote engine or
+another storage driver): the Docker API's diff plus archive reads, slower but exact.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import json
+import os
+import stat
+import tarfile
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from ._inotify import Overflow, TreeWatcher
+
+DEFAULT_IGNORE = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/tmp/.harness",
+    "/var/cache/apt",
+    "/var/lib/apt/lists",
+    "/var/cache/debconf",
+    "/var/log/apt",
+    "/var/lib/dpkg/lock",
+    "/root/.cache",
+)
+
+
+@dataclass(frozen=True)
+class FileState:
+    """One path's state: type, permission bits, size, content hash (files), target (links)."""
+
+    type: str  # file | dir | symlink | fifo | socket | char | block
+    mode: int
+    size: int
+    sha256: str | None = None
+    target: bytes | None = None
+    content: bytes | None = field(default=None, compare=False, repr=False)
+    content_omitted: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: bytes
+    op: str  # added | modified | deleted | renamed | mode
+    before: FileState | None
+    after: FileState | None
+    old_path: bytes | None = None
+    diff: bytes | None = None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "char"
+    return "block"
+
+
+def _hash_file(path: bytes, size: int, cap: int) -> tuple[str, bytes | None]:
+    h = hashlib.sha256()
+    keep = size <= cap
+    parts: list[bytes] = []
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            if keep:
+                parts.append(chunk)
+    return h.hexdigest(), (b"".join(parts) if keep else None)
+
+
+def state_of(path: bytes, cap: int) -> FileState | None:
+    """The state of a host path (None if absent or an overlay whiteout)."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    kind = _kind(st.st_mode)
+    if kind == "char" and st.st_rdev == 0:
+        return None  # overlay whiteout: deleted in this layer
+    mode = stat.S_IMODE(st.st_mode)
+    if kind == "file":
+        try:
+            sha, content = _hash_file(path, st.st_size, cap)
+        except OSError:
+            return FileState(kind, mode, st.st_size)
+        return FileState(kind, mode, st.st_size, sha, None, content, content is None)
+    if kind == "symlink":
+        return FileState(kind, mode, st.st_size, None, os.readlink(path))
+    return FileState(kind, mode, 0 if kind == "dir" else st.st_size)
+
+
+def unified_diff(path: bytes, before: bytes, after: bytes) -> bytes | None:
+    """A unified diff for text content (None when either side is not UTF-8 text)."""
+    try:
+        a = before.decode("utf-8").splitlines(keepends=True)
+        b = after.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return None
+    if b"\0" in before or b"\0" in after:
+        return None
+    name = os.fsdecode(path)
+    text = "".join(difflib.unified_diff(a, b, f"a{name}", f"b{name}"))
+    return text.encode("utf-8") if text else None
+
+
+class _ContentCache:
+    """Last known content of small files, so a later change can be diffed (bounded LRU)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def get(self, path: bytes) -> bytes | None:
+        data = self._items.get(path)
+        if data is not None:
+            self._items.move_to_end(path)
+        return data
+
+    def put(self, path: bytes, data: bytes | None) -> None:
+        old = self._items.pop(path, None)
+        if old is not None:
+            self.used -= len(old)
+        if data is None or len(data) > self.budget // 4:
+            return
+        self._items[path] = data
+        self.used += len(data)
+        while self.used > self.budget and self._items:
+            _, dropped = self._items.popitem(last=False)
+            self.used -= len(dropped)
+
+
+class Differ(Protocol):
+    def changes(self) -> list[FileChange]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class DiffConfig:
+    content_cap: int = 16 << 20  # file contents above this: size and hash only
+    diff_cap: int = 1 << 20  # unified diffs only for text files up to this size
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+
+
+class _Base:
+    def __init__(self, config: DiffConfig) -> None:
+        self.config = config
+        self._ignore = tuple(os.fsencode(p.rstrip("/")) for p in config.ignore)
+        self._known: dict[bytes, FileState | None] = {}
+        self._cache = _ContentCache(64 << 20)
+
+    def _ignored(self, path: bytes) -> bool:
+        return any(path == p or path.startswith(p + b"/") for p in self._ignore)
+
+    def _lower(self, path: bytes) -> FileState | None:
+        raise NotImplementedError
+
+    def _compare(
+        self, states: Iterable[tuple[bytes, FileState | None]], renames: dict[bytes, bytes]
+    ) -> list[FileChange]:
+        out: dict[bytes, FileChange] = {}
+        for path, after in states:
+            if path in self._known:
+                before = self._known[path]
+            else:
+                before = self._lower(path)
+            # Contents live in the bounded cache, not in the record of every path.
+            self._known[path] = replace(after, content=None) if after is not None else None
+            if before == after:
+                continue  # untouched, or changed and restored within the command
+            if before is not None and after is not None and before.type == after.type == "dir":
+                if before.mode == after.mode:
+                    continue  # a directory's own metadata: its children say what changed
+            op = "modified"
+            if before is None:
+                op = "added"
+            elif after is None:
+                op = "deleted"
+            elif (before.type, before.sha256, before.target) == (
+                after.type,
+                after.sha256,
+                after.target,
+            ):
+                op = "mode"
+            diff = None
+            if (
+                op == "modified"
+                and before is not None
+                and after is not None
+                and before.type == after.type == "file"
+            ):
+                old = before.content if before.content is not None else self._cache.get(path)
+                new = after.content
+                if (
+                    old is not None
+                    and new is not None
+                    and max(len(old), len(new)) <= self.config.diff_cap
+                ):
+                    diff = unified_diff(path, old, new)
+            if after is not None and after.type == "file":
+                self._cache.put(path, after.content)
+            out[path] = FileChange(path, op, before, after, None, diff)
+        for old, new in renames.items():
+            a, b = out.get(old), out.get(new)
+            if (
+                a is not None
+                and b is not None
+                and a.op == "deleted"
+                and b.op == "added"
+                and a.before is not None
+                and b.after is not None
+                and (a.before.type, a.before.sha256, a.before.target)
+                == (b.after.type, b.after.sha256, b.after.target)
+            ):
+                del out[old]
+                out[new] = FileChange(new, "renamed", a.before, b.after, old)
+        return [out[p] for p in sorted(out)]
+
+
+class OverlayDiffer(_Base):
+    """Fast path: inotify on the container's overlay upper dir, lower dirs read on the host."""
+
+    def __init__(self, upper: str, lowers: list[str], config: DiffConfig) -> None:
+        super().__init__(config)
+        self.upper = os.fsencode(upper)
+        self.lowers = [os.fsencode(p) for p in lowers]
+        self.watcher = TreeWatcher(self.upper)
+        self.watcher.changes()  # what the engine itself put there at start is not a change
+
+    def close(self) -> None:
+        self.watcher.close()
+
+    def _lower(self, path: bytes) -> FileState | None:
+        for layer in self.lowers:
+            p = layer + path
+            try:
+                st = os.lstat(p)
+            except (FileNotFoundError, NotADirectoryError):
+                if _opaque(layer + os.path.dirname(path)):
+                    return None
+                continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                return None
+            return state_of(p, self.config.content_cap)
+        return None
+
+    def _merged(self, path: bytes) -> FileState | None:
+        up = self.upper + path
+        try:
+            st = os.lstat(up)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(path)
+            if parent != b"/" and _opaque(self.upper + parent):
+                return None
+            return self._lower(path)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None
+        return state_of(up, self.config.content_cap)
+
+    def changes(self) -> list[FileChange]:
+        try:
+            touched, renames = self.watcher.changes()
+        except Overflow:
+            touched, renames = self.watcher.rescan(), {}
+        if not touched:
+            return []
+        paths = {b"/" + p for p in touched}
+        extra: set[bytes] = set()
+        for p in paths:
+            # A directory made opaque (deleted and re-created) hides the image's children.
+            if _opaque(self.upper + p):
+                extra.update(p + b"/" + n for n in self._lower_children(p))
+        paths |= extra
+        states = ((p, self._merged(p)) for p in sorted(paths) if not self._ignored(p))
+        renamed = {b"/" + a: b"/" + b for a, b in renames.items()}
+        return self._compare(states, renamed)
+
+    def _lower_children(self, path: bytes) -> set[bytes]:
+        names: set[bytes] = set()
+        for layer in self.lowers:
+            try:
+                names.update(os.listdir(layer + path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return names
+
+
+# Go's os.FileMode type bits, as the engine reports them.
+_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
+_GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
+
+
+def _opaque(path: bytes) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+class ApiDiffer(_Base):
+    """Fallback for remote engines and other storage drivers: ``docker diff`` and archives.
+
+    The image's own files are read from a created (never started) container of the same
+    image, which costs nothing to keep.
+    """
+
+    def __init__(self, api: Any, container_id: str, image: str, config: DiffConfig) -> None:
+        super().__init__(config)
+        self.api = api
+        self.container_id = container_id
+        self.reference = api.create_container(
+            image, command=["true"], labels={"harness.managed": "1"}
+        )["Id"]
+        self._last: set[bytes] = set()
+
+    def close(self) -> None:
+        try:
+            self.api.remove_container(self.reference, force=True)
+        except Exception:  # noqa: BLE001 - the container may be gone with its engine
+            pass
+
+    def _archive_state(self, container: str, path: bytes) -> FileState | None:
+        """One path's state through the archive API: a HEAD for its metadata, and the
+        content only for regular files (a directory's archive would be the whole tree)."""
+        url = self.api._url("/containers/{0}/archive", container)
+        res = self.api.head(url, params={"path": os.fsdecode(path)})
+        if res.status_code == 404:
+            return None
+        res.raise_for_status()
+        info = json.loads(base64.b64decode(res.headers["X-Docker-Container-Path-Stat"]))
+        gomode = int(info["mode"])
+        perm = (
+            gomode & 0o777
+            | (0o4000 if gomode & _GO_SETUID else 0)
+            | (0o2000 if gomode & _GO_SETGID else 0)
+            | (0o1000 if gomode & _GO_STICKY else 0)
+        )
+        if gomode & _GO_DIR:
+            return FileState("dir", perm, 0)
+        if gomode & _GO_SYMLINK:
+            target = os.fsencode(info.get("linkTarget", ""))
+            return FileState("symlink", 0o777, len(target), None, target)
+        if gomode & (_GO_PIPE | _GO_SOCKET | _GO_DEVICE):
+            kind = "fifo" if gomode & _GO_PIPE else "socket" if gomode & _GO_SOCKET else "char"
+            return FileState(kind, perm, 0)
+        from ._session import _IterReader
+
+        chunks, _ = self.api.get_archive(container, os.fsdecode(path))
+        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+            m = tar.next()
+            f = tar.extractfile(m) if m is not None else None
+            data = f.read() if f is not None else b""
+        keep = data if len(data) <= self.config.content_cap else None
+        return FileState(
+            "file", perm, len(data), hashlib.sha256(data).hexdigest(), None, keep, keep is None
+        )
+
+    def _lower(self, path: bytes) -> FileState | None:
+        return self._archive_state(self.reference, path)
+
+    def changes(self) -> list[FileChange]:
+        diff = self.api.diff(self.container_id) or []
+        current = {os.fsencode(d["Path"]) for d in diff}
+        # Everything in the diff may have changed again; what left it went back to the image.
+        paths = sorted(p for p in current | self._last if not self._ignored(p))
+        self._last = current
+        return self._compare(((p, self._archive_state(self.container_id, p)) for p in paths), {})
