@@ -180,17 +180,18 @@ class _Base:
     ) -> list[FileChange]:
         out: dict[bytes, FileChange] = {}
         for path, after in states:
-            if path in self._known:
-                before = self._known[path]
-            else:
-                before = self._lower(path)
+            before = self._known[path] if path in self._known else self._lower(path)
             # Contents live in the bounded cache, not in the record of every path.
             self._known[path] = replace(after, content=None) if after is not None else None
             if before == after:
                 continue  # untouched, or changed and restored within the command
-            if before is not None and after is not None and before.type == after.type == "dir":
-                if before.mode == after.mode:
-                    continue  # a directory's own metadata: its children say what changed
+            if (
+                before is not None
+                and after is not None
+                and before.type == after.type == "dir"
+                and before.mode == after.mode
+            ):
+                continue  # a directory's own metadata: its children say what changed
             op = "modified"
             if before is None:
                 op = "added"

@@ -100,11 +100,11 @@ class CgroupReader:
             try:
                 for line in (d / "io.stat").read_text().splitlines():
                     for kv in line.split()[1:]:
-                        k, _, v = kv.partition("=")
+                        k, _, num = kv.partition("=")
                         if k == "rbytes":
-                            rb += int(v)
+                            rb += int(num)
                         elif k == "wbytes":
-                            wb += int(v)
+                            wb += int(num)
             except OSError:
                 pass
             out["container.disk.io.read"], out["container.disk.io.write"] = rb, wb
