@@ -344,7 +344,8 @@ class ApiDiffer(_Base):
         """One path's state through the archive API: a HEAD for its metadata, and the
         content only for regular files (a directory's archive would be the whole tree)."""
         url = self.api._url("/containers/{0}/archive", container)
-        res = self.api.head(url, params={"path": os.fsdecode(path)})
+        # Raw bytes in the query keep non-UTF-8 names exact.
+        res = self.api.head(url, params={"path": path})
         if res.status_code == 404:
             return None
         res.raise_for_status()
@@ -359,29 +360,61 @@ class ApiDiffer(_Base):
         if gomode & _GO_DIR:
             return FileState("dir", perm, 0)
         if gomode & _GO_SYMLINK:
-            target = os.fsencode(info.get("linkTarget", ""))
+            # The stat header resolves the link; the archive keeps its exact target.
+            member = self._member(container, path)
+            target = os.fsencode(member[0].linkname) if member else b""
             return FileState("symlink", 0o777, len(target), None, target)
         if gomode & (_GO_PIPE | _GO_SOCKET | _GO_DEVICE):
             kind = "fifo" if gomode & _GO_PIPE else "socket" if gomode & _GO_SOCKET else "char"
             return FileState(kind, perm, 0)
-        from ._session import _IterReader
-
-        chunks, _ = self.api.get_archive(container, os.fsdecode(path))
-        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
-            m = tar.next()
-            f = tar.extractfile(m) if m is not None else None
-            data = f.read() if f is not None else b""
+        member = self._member(container, path)
+        data = member[1] if member else b""
         keep = data if len(data) <= self.config.content_cap else None
         return FileState(
             "file", perm, len(data), hashlib.sha256(data).hexdigest(), None, keep, keep is None
         )
 
+    def _member(self, container: str, path: bytes) -> tuple[tarfile.TarInfo, bytes] | None:
+        """The archive's single member for a file or symlink, with its content."""
+        from ._session import _IterReader
+
+        chunks, _ = self.api.get_archive(container, path)
+        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+            m = tar.next()
+            if m is None:
+                return None
+            f = tar.extractfile(m) if m.isfile() else None
+            return m, (f.read() if f is not None else b"")
+
     def _lower(self, path: bytes) -> FileState | None:
         return self._archive_state(self.reference, path)
 
+    def _unmangle(self, path: bytes) -> list[bytes]:
+        from ._session import _IterReader
+
+        parent, _, name = path.rpartition(b"/")
+        try:
+            chunks, _ = self.api.get_archive(self.container_id, parent or b"/")
+        except Exception:  # noqa: BLE001
+            return [path]
+        want = name.decode("utf-8", errors="replace")
+        found = []
+        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+            for m in tar:
+                raw = os.fsencode(m.name)
+                head, _, base = raw.partition(b"/")
+                if base and b"/" not in base and base.decode("utf-8", "replace") == want:
+                    found.append((parent or b"") + b"/" + base)
+        return found or [path]
+
     def changes(self) -> list[FileChange]:
         diff = self.api.diff(self.container_id) or []
-        current = {os.fsencode(d["Path"]) for d in diff}
+        current: set[bytes] = set()
+        for d in diff:
+            path = os.fsencode(d["Path"])
+            # The engine's JSON replaces bytes that are not UTF-8 with U+FFFD; find the real
+            # name in the parent directory's listing.
+            current.update(self._unmangle(path) if "\ufffd" in d["Path"] else [path])
         # Everything in the diff may have changed again; what left it went back to the image.
         paths = sorted(p for p in current | self._last if not self._ignored(p))
         self._last = current

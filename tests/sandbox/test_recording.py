@@ -1,0 +1,183 @@
+"""Recording: commands, file changes and resource samples land in the store as spans."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import traces
+from sandbox import Limits, Recording, Sandbox
+
+
+class Rig:
+    """A trace store, a recorder and a recording sandbox inside one trial span."""
+
+    def __init__(self, tmp: Path, image: str, fast: bool, **sandbox_kw: object) -> None:
+        self.store = traces.TraceStore(tmp / "t.duckdb")
+        self.rec = traces.Recorder(self.store, schedule_delay=0.05)
+        tracer = self.rec.tracer()
+        self._trial = tracer.start_as_current_span(
+            "invoke_agent test", attributes={"harness.run.id": "run-rec", "harness.task.id": "t"}
+        )
+        self._trial.__enter__()
+        interval = 0.2 if fast else None
+        self.sb = Sandbox(image, record=Recording(tracer=tracer, blobs=self.rec, fast_paths=fast,
+                                                  resource_interval=interval,
+                                                  output_cap=sandbox_kw.pop("output_cap", 64 << 20)),  # type: ignore[arg-type]
+                          **sandbox_kw).start()  # type: ignore[arg-type]
+
+    def changes(self, command_span: str | None = None) -> list[tuple[str, str, str]]:
+        self.rec.flush()
+        where = f"WHERE command_span_id = '{command_span}'" if command_span else ""
+        df = self.store.sql(f"SELECT path, op, file_type FROM file_changes {where} ORDER BY path")
+        return [tuple(r) for r in df.itertuples(index=False)]  # type: ignore[misc]
+
+    def last_command_span(self) -> str:
+        self.rec.flush()
+        return str(self.store.sql(
+            "SELECT span_id FROM commands ORDER BY started_at DESC LIMIT 1").span_id[0])
+
+    def close(self) -> None:
+        if not self.sb.closed:
+            self.sb.close()
+            self._trial.__exit__(None, None, None)
+            self.rec.shutdown()
+
+
+@pytest.fixture(params=[True, False], ids=["fast-path", "docker-api"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path, base_image: str) -> Iterator[Rig]:
+    r = Rig(tmp_path, base_image, fast=request.param)
+    yield r
+    r.close()
+
+
+SCRIPT = (
+    "mkdir -p /work && cd /work && echo hello > new.txt && echo more >> /etc/issue"
+    " && rm /etc/debian_version && chmod 600 /etc/motd && head -c 4096 /dev/urandom > blob.bin"
+    " && ln -s new.txt link && touch $'caf\\xe9' && echo x > /var/cache/apt/ignored"
+)
+
+
+def test_one_command_records_exactly_its_changes(rig: Rig) -> None:
+    assert rig.sb.run(SCRIPT).exit_code == 0
+    assert rig.changes() == [
+        ("/etc/debian_version", "deleted", "file"),
+        ("/etc/issue", "modified", "file"),
+        ("/etc/motd", "mode", "file"),
+        ("/work", "added", "dir"),
+        ("/work/blob.bin", "added", "file"),
+        ("/work/caf\\xe9", "added", "file"),
+        ("/work/link", "added", "symlink"),
+        ("/work/new.txt", "added", "file"),
+    ]
+    fc = rig.store.sql("SELECT * FROM file_changes")
+    by = {r.path: r for r in fc.itertuples()}
+    assert by["/work/link"].link_target == "new.txt"
+    assert by["/etc/motd"].mode == "0600"
+    raw = rig.store.sql("SELECT attributes FROM spans WHERE name = 'fs.change'").attributes
+    assert any('"harness.fs.path.hex":"' + b"/work/caf\xe9".hex() + '"' in a for a in raw)
+    diff = rig.store.blob_text(by["/etc/issue"].diff_sha256)
+    assert diff.startswith("--- a/etc/issue\n+++ b/etc/issue") and "\n+more\n" in diff
+
+
+def test_contents_reconstruct_byte_for_byte(rig: Rig) -> None:
+    original_issue = rig.sb.read_file("/etc/issue")
+    rig.sb.run(SCRIPT)
+    rig.changes()  # flushes
+    by = {r.path: r for r in rig.store.sql("SELECT * FROM file_changes").itertuples()}
+    assert rig.store.blob(by["/work/blob.bin"].after_sha256) == rig.sb.read_file("/work/blob.bin")
+    assert rig.store.blob(by["/etc/issue"].before_sha256) == original_issue
+    assert rig.store.blob(by["/etc/issue"].after_sha256) == original_issue + b"more\n"
+    assert rig.store.blob(by["/etc/debian_version"].before_sha256).startswith(b"12")
+
+
+def test_each_command_sees_only_its_own_changes(rig: Rig) -> None:
+    rig.sb.run("echo a > /tmp/a; echo b > /tmp/b")
+    first = rig.last_command_span()
+    rig.sb.run("echo again >> /tmp/a; rm /tmp/b; echo c > /tmp/c")
+    second = rig.last_command_span()
+    rig.sb.run("true")
+    third = rig.last_command_span()
+    assert rig.changes(first) == [("/tmp/a", "added", "file"), ("/tmp/b", "added", "file")]
+    assert rig.changes(second) == [("/tmp/a", "modified", "file"), ("/tmp/b", "deleted", "file"),
+                                   ("/tmp/c", "added", "file")]
+    assert rig.changes(third) == []
+
+
+def test_change_restored_within_a_command_is_no_change(rig: Rig) -> None:
+    rig.sb.run("cp /etc/hostname /tmp/keep")
+    rig.sb.run("cp /etc/issue /tmp/issue.bak && echo x >> /etc/issue && cp /tmp/issue.bak "
+               "/etc/issue && rm /tmp/issue.bak && echo tmp > /tmp/t && rm /tmp/t")
+    assert rig.changes(rig.last_command_span()) == []
+
+
+def test_command_span_fields_and_output_blobs(rig: Rig) -> None:
+    r = rig.sb.run("printf 'out\\xff'; echo err >&2; exit 3")
+    assert r.exit_code == 3
+    rig.sb.run("cd /tmp")
+    rig.rec.flush()
+    cmds = rig.store.sql("SELECT * FROM commands ORDER BY started_at")
+    c = cmds.iloc[0]
+    assert (c.command, c.exit_code, c.cwd, c.status_code) == (
+        "printf 'out\\xff'; echo err >&2; exit 3", 3, "/root", "ERROR")
+    assert rig.store.blob(c.stdout_sha256) == b"out\xff"
+    assert rig.store.blob_text(c.stderr_sha256) == "err\n"
+    assert (c.stdout_bytes, c.stderr_bytes) == (4, 4)
+    assert c.duration_ms > 0 and cmds.iloc[1].status_code == "UNSET"
+    rig.close()  # the trial ends: its root span gives every command its run and task
+    c = rig.store.sql("SELECT * FROM commands ORDER BY started_at").iloc[0]
+    assert (c.task, c.run_id) == ("t", "run-rec")
+
+
+def test_recorded_output_is_capped_separately_from_what_a_model_sees(
+    tmp_path: Path, base_image: str
+) -> None:
+    r = Rig(tmp_path, base_image, fast=True, output_cap=5000, output_limit=100)
+    try:
+        res = r.sb.run("seq 1 10000")
+        assert len(res.stdout) < 200 and res.truncated
+        r.rec.flush()
+        c = r.store.sql("SELECT * FROM commands").iloc[0]
+        full = b"".join(b"%d\n" % i for i in range(1, 10001))
+        assert r.store.blob(c.stdout_sha256) == full[:5000]
+        assert c.stdout_bytes == len(full)
+    finally:
+        r.close()
+
+
+def test_memory_hog_rises_in_samples_and_oom_is_recorded(tmp_path: Path, base_image: str) -> None:
+    r = Rig(tmp_path, base_image, fast=True, limits=Limits(memory="256m"))
+    try:
+        r.sb.run("python3 -c \"import time; x = b'x' * (150 << 20); time.sleep(1.5)\"")
+        hog = r.sb.run("python3 -c \"x = b'x' * (600 << 20)\"")
+        assert hog.oom_killed
+        r.rec.flush()
+        mem = r.store.sql("SELECT max(memory_bytes) AS m FROM resource_samples").m[0]
+        assert mem > 150 << 20
+        rows = r.store.sql("SELECT oom_killed, peak_memory_bytes FROM commands ORDER BY started_at")
+        assert list(rows.oom_killed) == [False, True]
+        assert rows.peak_memory_bytes[0] > 150 << 20
+        assert r.store.sql("SELECT count(*) AS n FROM resource_samples").n[0] >= 3
+    finally:
+        r.close()
+
+
+def test_fast_path_is_chosen_automatically(tmp_path: Path, base_image: str) -> None:
+    r = Rig(tmp_path, base_image, fast=True)
+    try:
+        assert r.sb.recorder is not None
+        assert r.sb.recorder.fast_diff and r.sb.recorder.fast_resources
+    finally:
+        r.close()
+    attrs = r.store.sql("SELECT attributes FROM spans WHERE name = 'sandbox.start'").attributes[0]
+    assert '"harness.fast_path.file_changes":true' in attrs
+
+
+def test_recording_off_costs_no_spans(tmp_path: Path, base_image: str) -> None:
+    with Sandbox(base_image) as sb:
+        assert sb.recorder is None
+        assert sb.run("echo hi").stdout == b"hi\n"
+    assert not os.path.exists(tmp_path / "t.duckdb")
