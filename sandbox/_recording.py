@@ -112,6 +112,7 @@ class SessionRecorder:
                 self.fast_diff = True
             else:
                 self.differ = ApiDiffer(api, container_id, image, dcfg)
+        self.last_diff_s = 0.0  # what finding the last command's file changes cost
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
         if cfg.resource_interval:
@@ -173,7 +174,9 @@ class SessionRecorder:
             span.set_status(Status(StatusCode.ERROR, f"exit code {result.exit_code}"))
         if self.differ is not None:
             t = time.time_ns()
-            for change in self.differ.changes():
+            changes = self.differ.changes()
+            self.last_diff_s = (time.time_ns() - t) / 1e9
+            for change in changes:
                 self._emit_change(change, probe.ctx, t)
         span.end(end_time=t_end)
 
@@ -234,6 +237,7 @@ class SessionRecorder:
             self._sampler.join(timeout=5)
         if self.differ is not None:
             self.differ.close()
+        self.reader.close()
 
     def span(self, name: str, attributes: dict[str, Any], start_ns: int) -> None:
         self.tracer.start_span(

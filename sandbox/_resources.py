@@ -8,6 +8,7 @@ OpenTelemetry-style metric names.
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +21,8 @@ class Reader(Protocol):
     def reset_peak(self) -> bool: ...
 
     def peak(self) -> int | None: ...
+
+    def close(self) -> None: ...
 
 
 def _read_int(path: Path) -> int | None:
@@ -63,6 +66,7 @@ class CgroupReader:
     def __init__(self, host_pid: int, network: bool) -> None:
         self.pid = host_pid
         self.network = network
+        self._fds: dict[tuple[str, int], int] = {}
         self.v2 = False
         self.dirs: dict[str, Path] = {}
         for line in Path(f"/proc/{host_pid}/cgroup").read_text().splitlines():
@@ -141,32 +145,59 @@ class CgroupReader:
                 out["container.network.io.receive"], out["container.network.io.transmit"] = net
         return out
 
+    # The per-command readings are on the command path: keep those files open and pread.
+    def _fd(self, path: Path, flags: int = os.O_RDONLY) -> int | None:
+        key = (str(path), flags)
+        fd = self._fds.get(key)
+        if fd is None:
+            try:
+                fd = os.open(path, flags | os.O_CLOEXEC)
+            except OSError:
+                return None
+            self._fds[key] = fd
+        return fd
+
+    def _pread_int(self, path: Path) -> int | None:
+        fd = self._fd(path)
+        if fd is None:
+            return None
+        try:
+            return int(os.pread(fd, 64, 0).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def cpu_time(self) -> float | None:
         """CPU seconds used by the container so far (one file read)."""
         if self.v2:
             usec = _keyed(self.dirs["unified"] / "cpu.stat").get("usage_usec")
             return None if usec is None else usec / 1e6
-        ns = _read_int(self.dirs.get("cpuacct", Path("/x")) / "cpuacct.usage")
+        ns = self._pread_int(self.dirs.get("cpuacct", Path("/x")) / "cpuacct.usage")
         return None if ns is None else ns / 1e9
+
+    def _peak_path(self) -> Path:
+        if self.v2:
+            return self.dirs["unified"] / "memory.peak"
+        return self.dirs["memory"] / "memory.max_usage_in_bytes"
 
     def reset_peak(self) -> bool:
         """Restart the memory high-water mark (v1: write 0; v2: write to memory.peak)."""
-        path = (
-            (self.dirs["unified"] / "memory.peak")
-            if self.v2
-            else (self.dirs["memory"] / "memory.max_usage_in_bytes")
-        )
+        fd = self._fd(self._peak_path(), os.O_WRONLY)
+        if fd is None:
+            return False
         try:
-            with open(path, "w") as f:
-                f.write("0")
+            os.write(fd, b"0")
             return True
         except OSError:
             return False
 
     def peak(self) -> int | None:
-        if self.v2:
-            return _read_int(self.dirs["unified"] / "memory.peak")
-        return _read_int(self.dirs["memory"] / "memory.max_usage_in_bytes")
+        return self._pread_int(self._peak_path())
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
 
 
 class StatsApiReader:
@@ -215,6 +246,9 @@ class StatsApiReader:
 
     def peak(self) -> int | None:
         return None
+
+    def close(self) -> None:
+        pass
 
 
 def host_reader(host_pid: int, network: bool) -> CgroupReader | None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 
+import duckdb
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._convert import JsonEncoder, insert_tables, spans_to_batch
-from ._store import StoreError, TraceStore, sha256_hex, write_blobs
+from ._store import StoreError, TraceStore, sha256_hex, transaction, write_blobs
 
 
 class DuckDBSpanExporter(SpanExporter):
@@ -22,34 +25,85 @@ class DuckDBSpanExporter(SpanExporter):
     batch, before the spans that reference them can be seen.
     """
 
-    def __init__(self, store: TraceStore) -> None:
+    def __init__(self, store: TraceStore, linger: float = 1.0) -> None:
         self.store = store
         self.spans_written = 0
         self.blobs_written = 0
         self.failed_batches = 0
         self._encoder = JsonEncoder()
         self._blobs: dict[str, bytes] = {}
-        self._lock = threading.Lock()  # export() may be called from several threads
+        self._lock = threading.Lock()  # one write at a time
+        # Separate, and held only for a dict operation: put_blob() is called on the command
+        # path and must never wait for a write to the store.
+        self._blob_lock = threading.Lock()
         self._shutdown = False
+        # Opening DuckDB costs ~12 ms, so a busy writer keeps its connection between batches.
+        # It lets go after `linger` idle seconds, or at once when another process asks for
+        # the file (TraceStore.readers_waiting), so queries never wait for long.
+        self.linger = linger
+        self._held: tuple[ExitStack, duckdb.DuckDBPyConnection] | None = None
+        self._last_use = 0.0
         store.init()
+        self._closer = threading.Thread(
+            target=self._release_when_wanted, daemon=True, name="harness-store-release"
+        )
+        self._closer.start()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._held is None:
+            # Readers waiting go first (within reason: a stuck reader cannot stall us).
+            deadline = time.monotonic() + 2.0
+            while self.store.readers_waiting() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            stack = ExitStack()
+            con = stack.enter_context(self.store.connect(write=True))
+            self._held = (stack, con)
+        self._last_use = time.monotonic()
+        return self._held[1]
+
+    def _release(self) -> None:
+        if self._held is not None:
+            stack, self._held = self._held[0], None
+            stack.close()
+
+    def _release_when_wanted(self) -> None:
+        while not self._shutdown:
+            time.sleep(0.02)
+            if self._held is None:
+                continue
+            idle = time.monotonic() - self._last_use > self.linger
+            if idle or self.store.readers_waiting():
+                with self._lock:
+                    self._release()
 
     def put_blob(self, data: bytes) -> str:
         """Queue ``data`` for the blob table; returns its sha256 hex digest at once."""
         sha = sha256_hex(data)
-        with self._lock:
+        with self._blob_lock:
             self._blobs.setdefault(sha, bytes(data))
         return sha
+
+    def _take_blobs(self) -> dict[str, bytes]:
+        with self._blob_lock:
+            blobs, self._blobs = self._blobs, {}
+        return blobs
+
+    def _return_blobs(self, blobs: dict[str, bytes]) -> None:
+        with self._blob_lock:
+            self._blobs.update(blobs)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
         with self._lock:
-            blobs, self._blobs = self._blobs, {}
+            # Blobs are put before the spans that reference them end, so every blob a span
+            # in this batch references is already in the dict taken here.
+            blobs = self._take_blobs()
             try:
                 self._write(spans, blobs)
             except Exception as exc:  # noqa: BLE001 - the SDK wants a result, not a raise
                 self.failed_batches += 1
-                self._blobs.update(blobs)  # keep them for the next attempt
+                self._return_blobs(blobs)  # keep them for the next attempt
                 print(
                     f"harness: could not write {len(spans)} spans to {self.store.path}: {exc}",
                     file=sys.stderr,
@@ -68,23 +122,26 @@ class DuckDBSpanExporter(SpanExporter):
             finally:
                 if gc_was_enabled:
                     gc.enable()
-        # The file is held only for this transaction: readers in other processes get it
-        # between batches (a batch is converted before the file is opened).
-        with self.store.transaction() as con:
-            self.blobs_written += write_blobs(con, blobs)
-            if spans:
-                insert_tables(con, batch)
+        con = self._connection()
+        try:
+            with transaction(con):
+                self.blobs_written += write_blobs(con, blobs)
+                if spans:
+                    insert_tables(con, batch)
+        except BaseException:
+            self._release()
+            raise
         self.spans_written += len(spans)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Write pending blobs; spans are written synchronously by :meth:`export`."""
         with self._lock:
-            if self._blobs:
-                blobs, self._blobs = self._blobs, {}
+            blobs = self._take_blobs()
+            if blobs:
                 try:
                     self._write([], blobs)
                 except StoreError:
-                    self._blobs.update(blobs)
+                    self._return_blobs(blobs)
                     return False
         return True
 
@@ -92,3 +149,5 @@ class DuckDBSpanExporter(SpanExporter):
         if not self._shutdown:
             self.force_flush()
             self._shutdown = True
+            with self._lock:
+                self._release()

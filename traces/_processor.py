@@ -2,7 +2,7 @@
 
 The SDK's BatchSpanProcessor drops the oldest span when its queue is full. A record with holes
 is worse than a slow one, so this processor blocks the producer instead (back-pressure), exports
-in large batches from one worker thread, flushes a trace's spans as soon as its root span ends
+in large batches from one worker thread, commits a trial's spans as soon as its root span ends
 (an ended trial is durable even if the process is then SIGKILLed), and counts anything it could
 not deliver.
 """
@@ -18,6 +18,12 @@ from collections.abc import Callable, Sequence
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+
+def is_trial(span: ReadableSpan) -> bool:
+    """A trial's root span: once it ends, the trial's record must be durable."""
+    attrs = span.attributes or {}
+    return span.name.startswith("invoke_agent") or "harness.run.id" in attrs
 
 
 class BackpressureSpanProcessor(SpanProcessor):
@@ -79,7 +85,7 @@ class BackpressureSpanProcessor(SpanProcessor):
             target = self._enqueued
             if len(self._queue) >= self.max_batch:
                 self._cond.notify_all()
-        if span.parent is None:
+        if span.parent is None and is_trial(span):
             self._wait_done(target, timeout=60.0)
 
     def _wait_done(self, target: int, timeout: float) -> bool:

@@ -15,7 +15,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -105,28 +105,61 @@ class TraceStore:
                 with _open_lock:
                     _open_writers[key] -= 1
 
+    @property
+    def _wait_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".wait")
+
+    def readers_waiting(self) -> bool:
+        """Whether another process is waiting for the file (a writer then lets go of it)."""
+        try:
+            names = os.listdir(self._wait_dir)
+        except FileNotFoundError:
+            return False
+        for name in names:
+            pid = int(name.split("-")[0]) if name.split("-")[0].isdigit() else 0
+            try:
+                os.kill(pid, 0)
+                return True
+            except (ProcessLookupError, ValueError):
+                with suppress(OSError):
+                    os.unlink(self._wait_dir / name)  # left by a process that died
+            except PermissionError:
+                return True
+        return False
+
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait_s
         delay = 0.002
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                # Locked by another process, or open in this one with the other read_only
-                # setting: both clear when the holder's short transaction ends.
-                msg = str(exc)
-                if "lock" not in msg.lower() and "different configuration" not in msg:
-                    raise StoreError(f"cannot open trace store {self.path}: {msg}") from None
-                if time.monotonic() > deadline:
-                    raise StoreBusy(
-                        f"trace store {self.path} stayed locked for {self.wait_s:.0f}s: {msg}"
-                    ) from None
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.03)
-            except duckdb.Error as exc:
-                raise StoreError(f"cannot open trace store {self.path}: {exc}") from None
+        marker: Path | None = None
+        try:
+            while True:
+                try:
+                    return duckdb.connect(str(self.path), read_only=read_only)
+                except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                    # Locked by another process, or open in this one with the other read_only
+                    # setting: both clear when the holder lets go.
+                    msg = str(exc)
+                    if "lock" not in msg.lower() and "different configuration" not in msg:
+                        raise StoreError(f"cannot open trace store {self.path}: {msg}") from None
+                    if time.monotonic() > deadline:
+                        raise StoreBusy(
+                            f"trace store {self.path} stayed locked for {self.wait_s:.0f}s: {msg}"
+                        ) from None
+                    if marker is None and "lock" in msg.lower():
+                        # Ask the writing process to let go of the file (it checks often).
+                        self._wait_dir.mkdir(exist_ok=True)
+                        marker = self._wait_dir / f"{os.getpid()}-{threading.get_ident()}"
+                        marker.touch()
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.03)
+                except duckdb.Error as exc:
+                    raise StoreError(f"cannot open trace store {self.path}: {exc}") from None
+        finally:
+            if marker is not None:
+                with suppress(OSError):
+                    marker.unlink()
 
     def _version(self, con: duckdb.DuckDBPyConnection) -> int | None:
         try:
@@ -157,7 +190,7 @@ class TraceStore:
         version = self._version(con)
         if version is not None and version > SCHEMA_VERSION:
             self._check_version(con)
-        with _transaction(con):
+        with transaction(con):
             if version is None:
                 for stmt in ddl():
                     con.execute(stmt)
@@ -180,7 +213,7 @@ class TraceStore:
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection inside one transaction: committed if the block ends normally,
         rolled back on any exception (the store never holds half a batch)."""
-        with self.connect(write=True) as con, _transaction(con):
+        with self.connect(write=True) as con, transaction(con):
             yield con
 
     @contextmanager
@@ -245,7 +278,8 @@ class TraceStore:
 
 
 @contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit when the block ends normally, roll back on any exception."""
     con.execute("BEGIN")
     try:
         yield

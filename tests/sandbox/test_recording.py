@@ -23,11 +23,14 @@ class Rig:
             "invoke_agent test", attributes={"harness.run.id": "run-rec", "harness.task.id": "t"}
         )
         self._trial.__enter__()
-        interval = 0.2 if fast else None
-        self.sb = Sandbox(image, record=Recording(tracer=tracer, blobs=self.rec, fast_paths=fast,
-                                                  resource_interval=interval,
-                                                  output_cap=sandbox_kw.pop("output_cap", 64 << 20)),  # type: ignore[arg-type]
-                          **sandbox_kw).start()  # type: ignore[arg-type]
+        recording = Recording(
+            tracer=tracer,
+            blobs=self.rec,
+            fast_paths=fast,
+            resource_interval=0.2 if fast else None,
+            output_cap=int(sandbox_kw.pop("output_cap", 64 << 20)),  # type: ignore[call-overload]
+        )
+        self.sb = Sandbox(image, record=recording, **sandbox_kw).start()  # type: ignore[arg-type]
 
     def changes(self, command_span: str | None = None) -> list[tuple[str, str, str]]:
         self.rec.flush()
@@ -37,8 +40,11 @@ class Rig:
 
     def last_command_span(self) -> str:
         self.rec.flush()
-        return str(self.store.sql(
-            "SELECT span_id FROM commands ORDER BY started_at DESC LIMIT 1").span_id[0])
+        return str(
+            self.store.sql("SELECT span_id FROM commands ORDER BY started_at DESC LIMIT 1").span_id[
+                0
+            ]
+        )
 
     def close(self) -> None:
         if not self.sb.closed:
@@ -102,15 +108,20 @@ def test_each_command_sees_only_its_own_changes(rig: Rig) -> None:
     rig.sb.run("true")
     third = rig.last_command_span()
     assert rig.changes(first) == [("/tmp/a", "added", "file"), ("/tmp/b", "added", "file")]
-    assert rig.changes(second) == [("/tmp/a", "modified", "file"), ("/tmp/b", "deleted", "file"),
-                                   ("/tmp/c", "added", "file")]
+    assert rig.changes(second) == [
+        ("/tmp/a", "modified", "file"),
+        ("/tmp/b", "deleted", "file"),
+        ("/tmp/c", "added", "file"),
+    ]
     assert rig.changes(third) == []
 
 
 def test_change_restored_within_a_command_is_no_change(rig: Rig) -> None:
     rig.sb.run("cp /etc/hostname /tmp/keep")
-    rig.sb.run("cp /etc/issue /tmp/issue.bak && echo x >> /etc/issue && cp /tmp/issue.bak "
-               "/etc/issue && rm /tmp/issue.bak && echo tmp > /tmp/t && rm /tmp/t")
+    rig.sb.run(
+        "cp /etc/issue /tmp/issue.bak && echo x >> /etc/issue && cp /tmp/issue.bak "
+        "/etc/issue && rm /tmp/issue.bak && echo tmp > /tmp/t && rm /tmp/t"
+    )
     assert rig.changes(rig.last_command_span()) == []
 
 
@@ -122,7 +133,11 @@ def test_command_span_fields_and_output_blobs(rig: Rig) -> None:
     cmds = rig.store.sql("SELECT * FROM commands ORDER BY started_at")
     c = cmds.iloc[0]
     assert (c.command, c.exit_code, c.cwd, c.status_code) == (
-        "printf 'out\\xff'; echo err >&2; exit 3", 3, "/root", "ERROR")
+        "printf 'out\\xff'; echo err >&2; exit 3",
+        3,
+        "/root",
+        "ERROR",
+    )
     assert rig.store.blob(c.stdout_sha256) == b"out\xff"
     assert rig.store.blob_text(c.stderr_sha256) == "err\n"
     assert (c.stdout_bytes, c.stderr_bytes) == (4, 4)

@@ -1,0 +1,142 @@
+"""Claim: recording every command, file change and resource sample costs almost nothing, and
+finding a command's file changes costs what the command changed, not what the container holds.
+
+(1) The same 200-command script typical of agent work (ls, cat, grep -rn, sed -i, echo >>,
+python3 -c, git status in a small repo; about a third write files) through a session with
+recording on (spans and blobs into a real trace store, file changes, resource samples every
+0.5 s) and off, alternating, in the same run: ratio of the times the 200 commands took. The
+record is committed in the background as it goes; the final commit when the trial ends is
+timed separately (``flush_ms``), since it happens once per trial, not per command.
+(2) In a container whose upper layer already holds 20,000 changed files, commands changing 0,
+10, 1,000 and 10,000 files: the time to find and read those changes (``differ.changes()``).
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import traces  # noqa: E402
+from sandbox import DEFAULT_IMAGE, Recording, Sandbox  # noqa: E402
+
+SETUP = (
+    "mkdir -p /work/src && cd /work && git init -q . && git config user.email b@x && "
+    "git config user.name b && for i in $(seq 1 20); do printf 'line a\\nTODO %s\\nline c\\n' "
+    "$i > src/m$i.py; done && git add -A && git commit -qm init"
+)
+
+
+def script(n: int) -> list[str]:
+    cycle = [
+        "ls -la src | head -5",
+        "cat src/m{i}.py",
+        "grep -rn TODO src | wc -l",
+        "sed -i 's/line a/line A/' src/m{i}.py",
+        "echo 'note {i}' >> notes.txt",
+        "python3 -c 'import sys; print(sum(range({i})))'",
+        "git status --short | head -3",
+        "printf 'x = {i}\\n' > src/new{i}.py",
+        "wc -l src/m{i}.py",
+    ]
+    return [cycle[k % len(cycle)].format(i=1 + k % 20) for k in range(n)]
+
+
+def timed_session(image: str, commands: list[str], record: bool, tmp: Path) -> tuple[float, float]:
+    """(seconds the 200 commands took, seconds to commit the record afterwards)."""
+    rec = traces.Recorder(tmp / f"r{time.monotonic_ns()}.duckdb") if record else None
+    recording = Recording(tracer=rec.tracer(), blobs=rec) if rec else None
+    flush = 0.0
+    with Sandbox(image, record=recording) as sb:
+        sb.run(SETUP)
+        t = time.perf_counter()
+        for c in commands:
+            r = sb.run(c)
+            assert r.exit_code == 0, (c, r.stderr)
+        dt = time.perf_counter() - t
+        if rec is not None:
+            t = time.perf_counter()
+            rec.flush()  # once per trial, when it ends: reported on its own
+            flush = time.perf_counter() - t
+    if rec is not None:
+        assert rec.store.sql("SELECT count(*) AS n FROM commands").n[0] == len(commands) + 1
+        rec.shutdown()
+    return dt, flush
+
+
+def diff_costs(image: str, tmp: Path, sizes: list[int]) -> dict[int, float]:
+    with (
+        traces.Recorder(tmp / "diff.duckdb") as rec,
+        Sandbox(
+            image, record=Recording(tracer=rec.tracer(), blobs=rec, resource_interval=None)
+        ) as sb,
+    ):
+        assert sb.recorder is not None and sb.recorder.fast_diff, "needs the local fast path"
+        r = sb.run("mkdir -p /bulk && cd /bulk && seq -f 'f%g' 20000 | xargs touch", timeout=600)
+        assert r.exit_code == 0
+        out: dict[int, float] = {}
+        for n in sizes:
+            samples = []
+            for rep in range(3 if n <= 1000 else 1):
+                cmd = (
+                    "true"
+                    if n == 0
+                    else (
+                        f"mkdir -p /c{n}_{rep} && cd /c{n}_{rep} && seq -f 'g%g' {n} | xargs touch"
+                    )
+                )
+                assert sb.run(cmd, timeout=600).exit_code == 0
+                samples.append(sb.recorder.last_diff_s * 1000)
+            out[n] = round(statistics.median(samples), 3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (under 60 s)")
+    ap.add_argument("--image", default=DEFAULT_IMAGE)
+    args = ap.parse_args()
+    rounds = 3 if args.quick else 7
+    commands = script(200)
+    on, off, flushes = [], [], []
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+        d = Path(tmp)
+        timed_session(args.image, commands[:20], False, d)  # warm the image cache
+        for _ in range(rounds):
+            off.append(timed_session(args.image, commands, False, d)[0])
+            dt, flush = timed_session(args.image, commands, True, d)
+            on.append(dt)
+            flushes.append(flush)
+        on_ms, off_ms = statistics.median(on) * 1000, statistics.median(off) * 1000
+        print("rounds off:", [round(x * 1000) for x in off], "on:", [round(x * 1000) for x in on])
+        flush_ms = statistics.median(flushes) * 1000
+        print(
+            f"200 commands: recording off {off_ms:.0f} ms, on {on_ms:.0f} ms "
+            f"(ratio {on_ms / off_ms:.3f}; median of {rounds}); committing the record at "
+            f"trial end took {flush_ms:.0f} ms more"
+        )
+        sizes = [0, 10, 1000] if args.quick else [0, 10, 1000, 10000]
+        costs = diff_costs(args.image, d, sizes)
+        for n, ms in costs.items():
+            print(
+                f"diff of a command changing {n:>5} files in a 20,000-file upper layer: {ms:.2f} ms"
+            )
+    result = {
+        "on_ms": round(on_ms, 1),
+        "off_ms": round(off_ms, 1),
+        "ratio": round(on_ms / off_ms, 3),
+        "flush_ms": round(flush_ms, 1),
+    }
+    result.update({f"diff_ms_{n}": ms for n, ms in costs.items()})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
