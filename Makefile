@@ -15,14 +15,21 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	@$(VENV)/bin/harness setup
 
+DEMO_RUN := demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: setup
-	$(VENV)/bin/harness exec \
+	$(VENV)/bin/harness exec --run-id $(DEMO_RUN) --timeout 2 \
 	  'cat /etc/os-release | head -1' \
 	  'cd /tmp && export GREETING=hello && mkdir -p work && echo "$$GREETING from $$PWD" > work/note.txt' \
-	  'cat work/note.txt; echo "cwd is still $$PWD"' \
+	  'cat work/note.txt; echo "cwd is still $$PWD"; echo "more" >> /etc/issue; chmod 600 /etc/motd' \
 	  'python3 -c "import sys; print(sys.version.split()[0])"' \
 	  'curl -sS --max-time 3 http://deb.debian.org >/dev/null || echo "no network (by default)"' \
-	  'sleep 30' --timeout 2 || true
+	  'sleep 30' || true
+	@echo; echo "What was recorded (harness sql over .harness/traces.duckdb):"
+	$(VENV)/bin/harness sql "SELECT command, exit_code, timed_out, round(duration_ms, 1) AS ms, \
+	  stdout_bytes, round(cpu_s, 3) AS cpu_s FROM commands WHERE run_id = '$(DEMO_RUN)' ORDER BY started_at"
+	$(VENV)/bin/harness sql "SELECT path, op, file_type, size, mode FROM file_changes \
+	  WHERE run_id = '$(DEMO_RUN)' ORDER BY changed_at, path"
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

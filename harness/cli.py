@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
@@ -159,6 +160,12 @@ def doctor(
         raise typer.Exit(1)
 
 
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Trace store file (default $HARNESS_DB or .harness/traces.duckdb)."),
+]
+
+
 @app.command("exec")
 def exec_(
     commands: Annotated[list[str], typer.Argument(help="Commands, run in order in one session.")],
@@ -176,9 +183,17 @@ def exec_(
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per command.")] = False,
+    db: DbOption = None,
+    record: Annotated[
+        bool, typer.Option(help="Record commands, file changes and resources in the store.")
+    ] = True,
+    run_id: Annotated[str | None, typer.Option(help="Run id for the record.")] = None,
 ) -> None:
-    """Run commands in one persistent shell in a fresh sandbox."""
-    from sandbox import DEFAULT_IMAGE, Limits, Sandbox, SandboxError
+    """Run commands in one persistent shell in a fresh sandbox, and record what happened."""
+    import contextlib
+
+    import traces
+    from sandbox import DEFAULT_IMAGE, Limits, Recording, Sandbox, SandboxError
 
     env_map: dict[str, str] = {}
     for item in env or []:
@@ -191,15 +206,38 @@ def exec_(
     except ValueError as exc:
         raise _fail(f"invalid limit: {exc}") from None
     status = 0  # the first failing command's exit code, 124 for a timeout
+    run_id = run_id or f"exec-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+    recorder = traces.Recorder(db) if record else None
     try:
-        with Sandbox(
-            image or DEFAULT_IMAGE,
-            limits=limits,
-            network=network,
-            env=env_map,
-            workdir=workdir,
-            timeout=timeout,
-        ) as sb:
+        with contextlib.ExitStack() as stack:
+            recording = None
+            if recorder is not None:
+                stack.callback(recorder.shutdown)
+                tracer = recorder.tracer("harness.cli")
+                trial = stack.enter_context(
+                    tracer.start_as_current_span(
+                        "invoke_agent harness-exec",
+                        attributes={
+                            "harness.run.id": run_id,
+                            "harness.task.id": "exec",
+                            "gen_ai.agent.name": "harness-exec",
+                            "container.image.name": image or DEFAULT_IMAGE,
+                        },
+                    )
+                )
+                recording = Recording(tracer=tracer, blobs=recorder)
+            sb = stack.enter_context(
+                Sandbox(
+                    image or DEFAULT_IMAGE,
+                    limits=limits,
+                    network=network,
+                    env=env_map,
+                    workdir=workdir,
+                    timeout=timeout,
+                    run_id=run_id,
+                    record=recording,
+                )
+            )
             if not as_json:
                 cid = (sb.container_id or "")[:12]
                 out.print(
@@ -215,15 +253,18 @@ def exec_(
                     print(json.dumps(_result_json(cmd, r)), flush=True)
                 else:
                     _print_result(cmd, r)
-    except SandboxError as exc:
+            if recorder is not None:
+                trial.set_attribute("harness.outcome", "passed" if status == 0 else "failed")
+    except (SandboxError, traces.StoreError) as exc:
         raise _fail(str(exc)) from None
+    if recorder is not None and not as_json:
+        err.print(
+            f"[dim]recorded run {run_id} in {recorder.store.path}; try: harness sql "
+            f"\"SELECT command, exit_code FROM commands WHERE run_id = '{run_id}'\"[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     raise typer.Exit(status if 0 <= status <= 255 else 1)
-
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="Trace store file (default $HARNESS_DB or .harness/traces.duckdb)."),
-]
 
 
 @app.command()

@@ -44,10 +44,10 @@ def _keyed(path: Path) -> dict[str, int]:
     return out
 
 
-def _net(pid: int) -> tuple[int, int] | None:
+def _net(proc: Path, pid: int) -> tuple[int, int] | None:
     """Bytes received and sent by the container's interfaces (other than lo)."""
     try:
-        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+        lines = (proc / str(pid) / "net" / "dev").read_text().splitlines()[2:]
     except OSError:
         return None
     rx = tx = 0
@@ -63,19 +63,26 @@ def _net(pid: int) -> tuple[int, int] | None:
 class CgroupReader:
     """Reads the container's cgroup files on the host (v1 and v2 layouts)."""
 
-    def __init__(self, host_pid: int, network: bool) -> None:
+    def __init__(
+        self,
+        host_pid: int,
+        network: bool,
+        proc: Path = Path("/proc"),
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
+    ) -> None:
         self.pid = host_pid
+        self.proc = proc
         self.network = network
         self._fds: dict[tuple[str, int], int] = {}
         self.v2 = False
         self.dirs: dict[str, Path] = {}
-        for line in Path(f"/proc/{host_pid}/cgroup").read_text().splitlines():
+        for line in (proc / str(host_pid) / "cgroup").read_text().splitlines():
             _, controllers, rel = line.split(":", 2)
             if controllers == "":
-                self.dirs["unified"] = Path("/sys/fs/cgroup") / rel.lstrip("/")
+                self.dirs["unified"] = cgroup_root / rel.lstrip("/")
             for c in controllers.split(","):
                 if c:
-                    self.dirs[c] = Path("/sys/fs/cgroup") / c / rel.lstrip("/")
+                    self.dirs[c] = cgroup_root / c / rel.lstrip("/")
         # A hybrid host lists an empty v2 hierarchy too; v1 controllers take precedence.
         self.v2 = "memory" not in self.dirs and "unified" in self.dirs
         if self.v2:
@@ -140,7 +147,7 @@ class CgroupReader:
                 pass
             out["container.disk.io.read"], out["container.disk.io.write"] = rb, wb
         if self.network:
-            net = _net(self.pid)
+            net = _net(self.proc, self.pid)
             if net is not None:
                 out["container.network.io.receive"], out["container.network.io.transmit"] = net
         return out

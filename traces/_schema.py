@@ -146,7 +146,7 @@ SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id AS command_span_id,
        {a("harness.fs.mode")} AS mode, {a("harness.fs.before.sha256")} AS before_sha256,
        {a("harness.fs.after.sha256")} AS after_sha256, {a("harness.fs.diff.sha256")} AS diff_sha256,
        {a("harness.fs.link_target")} AS link_target, {a("harness.fs.old_path")} AS old_path,
-       {a("harness.fs.content_omitted", "BOOLEAN")} AS content_omitted,
+       coalesce({a("harness.fs.content_omitted", "BOOLEAN")}, false) AS content_omitted,
        {_TIME.format("s")} AS changed_at
 FROM spans s {_ROOT_JOIN} WHERE s.name = 'fs.change'""",
     "resource_samples": f"""

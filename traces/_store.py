@@ -191,18 +191,18 @@ class TraceStore:
         if version is not None and version > SCHEMA_VERSION:
             self._check_version(con)
         with transaction(con):
-            if version is None:
-                for stmt in ddl():
+            for v in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for stmt in MIGRATIONS[v]:
                     con.execute(stmt)
+            # Tables are created if missing; views are always redefined, so a fix to a view
+            # reaches existing stores without a schema version of its own.
+            for stmt in ddl():
+                con.execute(stmt)
+            if version is None:
                 con.execute(
                     "INSERT INTO harness_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
                 )
             elif version < SCHEMA_VERSION:
-                for v in range(version, SCHEMA_VERSION):
-                    for stmt in MIGRATIONS[v]:
-                        con.execute(stmt)
-                for stmt in ddl():  # views may have changed
-                    con.execute(stmt)
                 con.execute(
                     "UPDATE harness_meta SET value = ? WHERE key = 'schema_version'",
                     [str(SCHEMA_VERSION)],

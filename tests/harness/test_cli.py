@@ -12,12 +12,12 @@ from harness import __version__
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def harness(*args: str) -> subprocess.CompletedProcess[str]:
+def harness(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
         timeout=300,
     )
 
@@ -37,7 +37,8 @@ def test_version() -> None:
 
 
 def test_exec_json_lines_show_persistent_session(base_image: str) -> None:
-    res = harness("exec", "--json", "cd /tmp && export X=7", "echo $X $PWD", "exit 5", "pwd")
+    res = harness("exec", "--json", "--no-record", "cd /tmp && export X=7", "echo $X $PWD",
+                  "exit 5", "pwd")
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["exit_code"] for r in rows] == [0, 0, 5, 0]
     assert rows[1]["stdout"] == "7 /tmp\n"
@@ -47,18 +48,36 @@ def test_exec_json_lines_show_persistent_session(base_image: str) -> None:
 
 
 def test_exec_timeout_exit_code(base_image: str) -> None:
-    res = harness("exec", "--timeout", "1", "sleep 30")
+    res = harness("exec", "--no-record", "--timeout", "1", "sleep 30")
     assert res.returncode == 124
     assert "timed out" in res.stdout
 
 
 def test_exec_bad_input_is_a_clear_error(base_image: str) -> None:
-    res = harness("exec", "--env", "NOEQUALS", "true")
+    res = harness("exec", "--no-record", "--env", "NOEQUALS", "true")
     assert res.returncode != 0 and "KEY=VALUE" in res.stderr
-    res = harness("exec", "--memory", "lots", "true")
+    res = harness("exec", "--no-record", "--memory", "lots", "true")
     assert res.returncode != 0 and "invalid size 'lots'" in res.stderr
-    res = harness("exec", "--image", "nope:missing", "true")
+    res = harness("exec", "--no-record", "--image", "nope:missing", "true")
     assert res.returncode != 0 and "harness images build" in res.stderr
+
+
+def test_exec_records_into_the_store(base_image: str, tmp_path: Path) -> None:
+    res = harness("exec", "--run-id", "r-cli", "echo hi > /tmp/f", "cat /tmp/f", "false",
+                  cwd=tmp_path)
+    assert res.returncode == 1
+    assert "recorded run r-cli in .harness/traces.duckdb" in res.stderr
+    q = harness("sql", "--format", "json",
+                "SELECT command, exit_code, task FROM commands WHERE run_id = 'r-cli' "
+                "ORDER BY started_at", cwd=tmp_path)
+    assert json.loads(q.stdout) == [
+        {"command": "echo hi > /tmp/f", "exit_code": 0, "task": "exec"},
+        {"command": "cat /tmp/f", "exit_code": 0, "task": "exec"},
+        {"command": "false", "exit_code": 1, "task": "exec"},
+    ]
+    q = harness("sql", "--format", "json", "SELECT path, op, outcome FROM file_changes "
+                "JOIN trials USING (trial_id)", cwd=tmp_path)
+    assert json.loads(q.stdout) == [{"path": "/tmp/f", "op": "added", "outcome": "failed"}]
 
 
 def test_doctor_json_reports_the_engine(base_image: str) -> None:

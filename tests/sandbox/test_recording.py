@@ -196,3 +196,44 @@ def test_recording_off_costs_no_spans(tmp_path: Path, base_image: str) -> None:
         assert sb.recorder is None
         assert sb.run("echo hi").stdout == b"hi\n"
     assert not os.path.exists(tmp_path / "t.duckdb")
+
+
+def test_large_file_contents_are_hashed_not_stored(tmp_path: Path, base_image: str) -> None:
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    with (
+        traces.Recorder(store) as rec,
+        Sandbox(
+            base_image,
+            record=Recording(
+                tracer=rec.tracer(), blobs=rec, file_content_cap=1000, resource_interval=None
+            ),
+        ) as sb,
+    ):
+        sb.run("head -c 5000 /dev/urandom > /tmp/big; head -c 500 /dev/urandom > /tmp/small")
+        big, small = sb.read_file("/tmp/big"), sb.read_file("/tmp/small")
+    rows = {r.path: r for r in store.sql("SELECT * FROM file_changes").itertuples()}
+    assert rows["/tmp/big"].content_omitted and rows["/tmp/big"].size == 5000
+    import hashlib
+
+    assert rows["/tmp/big"].after_sha256 == "sha256:" + hashlib.sha256(big).hexdigest()
+    with pytest.raises(KeyError):
+        store.blob(rows["/tmp/big"].after_sha256)
+    assert store.blob(rows["/tmp/small"].after_sha256) == small
+    assert not rows["/tmp/small"].content_omitted
+
+
+def test_stats_api_samples_when_fast_paths_are_off(tmp_path: Path, base_image: str) -> None:
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    with (
+        traces.Recorder(store) as rec,
+        Sandbox(
+            base_image,
+            record=Recording(
+                tracer=rec.tracer(), blobs=rec, fast_paths=False, resource_interval=0.5
+            ),
+        ) as sb,
+    ):
+        assert sb.recorder is not None and not sb.recorder.fast_resources
+        sb.run("sleep 2.5")
+    samples = store.sql("SELECT * FROM resource_samples")
+    assert len(samples) >= 1 and (samples.memory_bytes > 0).all()
