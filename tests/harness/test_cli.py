@@ -37,8 +37,9 @@ def test_version() -> None:
 
 
 def test_exec_json_lines_show_persistent_session(base_image: str) -> None:
-    res = harness("exec", "--json", "--no-record", "cd /tmp && export X=7", "echo $X $PWD",
-                  "exit 5", "pwd")
+    res = harness(
+        "exec", "--json", "--no-record", "cd /tmp && export X=7", "echo $X $PWD", "exit 5", "pwd"
+    )
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["exit_code"] for r in rows] == [0, 0, 5, 0]
     assert rows[1]["stdout"] == "7 /tmp\n"
@@ -63,20 +64,30 @@ def test_exec_bad_input_is_a_clear_error(base_image: str) -> None:
 
 
 def test_exec_records_into_the_store(base_image: str, tmp_path: Path) -> None:
-    res = harness("exec", "--run-id", "r-cli", "echo hi > /tmp/f", "cat /tmp/f", "false",
-                  cwd=tmp_path)
+    res = harness(
+        "exec", "--run-id", "r-cli", "echo hi > /tmp/f", "cat /tmp/f", "false", cwd=tmp_path
+    )
     assert res.returncode == 1
     assert "recorded run r-cli in .harness/traces.duckdb" in res.stderr
-    q = harness("sql", "--format", "json",
-                "SELECT command, exit_code, task FROM commands WHERE run_id = 'r-cli' "
-                "ORDER BY started_at", cwd=tmp_path)
+    q = harness(
+        "sql",
+        "--format",
+        "json",
+        "SELECT command, exit_code, task FROM commands WHERE run_id = 'r-cli' ORDER BY started_at",
+        cwd=tmp_path,
+    )
     assert json.loads(q.stdout) == [
         {"command": "echo hi > /tmp/f", "exit_code": 0, "task": "exec"},
         {"command": "cat /tmp/f", "exit_code": 0, "task": "exec"},
         {"command": "false", "exit_code": 1, "task": "exec"},
     ]
-    q = harness("sql", "--format", "json", "SELECT path, op, outcome FROM file_changes "
-                "JOIN trials USING (trial_id)", cwd=tmp_path)
+    q = harness(
+        "sql",
+        "--format",
+        "json",
+        "SELECT path, op, outcome FROM file_changes JOIN trials USING (trial_id)",
+        cwd=tmp_path,
+    )
     assert json.loads(q.stdout) == [{"path": "/tmp/f", "op": "added", "outcome": "failed"}]
 
 
