@@ -220,3 +220,36 @@ def test_otlp_endpoint_from_the_standard_environment(
         for ss in rs.scope_spans
         for s in ss.spans
     ] == ["x"]
+
+
+def test_cli_otlp_endpoint_flag_sends_recorded_spans(
+    tmp_path: Path, collector: tuple[str, list[ExportTraceServiceRequest]], base_image: str
+) -> None:
+    endpoint, received = collector
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--otlp-endpoint",
+            endpoint,
+            "exec",
+            "--db",
+            str(tmp_path / "t.duckdb"),
+            "echo hi > /tmp/x",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    names = [
+        s.name
+        for req in received
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+    assert {"invoke_agent harness-exec", "sandbox.exec", "fs.change"} <= set(names)
+    stored = TraceStore(tmp_path / "t.duckdb").sql("SELECT count(*) AS n FROM spans").n[0]
+    assert stored == len(names)
