@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from ._archive import IterReader
 from ._inotify import Overflow, TreeWatcher
 
 DEFAULT_IGNORE = (
@@ -376,10 +377,8 @@ class ApiDiffer(_Base):
 
     def _member(self, container: str, path: bytes) -> tuple[tarfile.TarInfo, bytes] | None:
         """The archive's single member for a file or symlink, with its content."""
-        from ._session import _IterReader
-
         chunks, _ = self.api.get_archive(container, path)
-        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+        with tarfile.open(fileobj=IterReader(chunks), mode="r|") as tar:
             m = tar.next()
             if m is None:
                 return None
@@ -390,8 +389,6 @@ class ApiDiffer(_Base):
         return self._archive_state(self.reference, path)
 
     def _unmangle(self, path: bytes) -> list[bytes]:
-        from ._session import _IterReader
-
         parent, _, name = path.rpartition(b"/")
         try:
             chunks, _ = self.api.get_archive(self.container_id, parent or b"/")
@@ -399,7 +396,7 @@ class ApiDiffer(_Base):
             return [path]
         want = name.decode("utf-8", errors="replace")
         found = []
-        with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+        with tarfile.open(fileobj=IterReader(chunks), mode="r|") as tar:
             for m in tar:
                 raw = os.fsencode(m.name)
                 head, _, base = raw.partition(b"/")

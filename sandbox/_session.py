@@ -9,7 +9,7 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from types import TracebackType
@@ -20,6 +20,7 @@ from docker.types import LogConfig
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import _lifecycle, _shell
+from ._archive import IterReader, tar_stream
 from ._capture import HeadTail, MarkerScanner
 from ._engine import client
 from ._errors import ImageNotFound, LimitNotSupported, SandboxError, SessionLost
@@ -530,7 +531,7 @@ class Sandbox:
         info = tarfile.TarInfo(target.lstrip("/"))
         info.size, info.mode, info.mtime = size, mode, int(time.time())
         try:
-            ok = self._api.put_archive(self.container_id, "/", _tar_stream(info, fobj))
+            ok = self._api.put_archive(self.container_id, "/", tar_stream(info, fobj))
         except docker.errors.APIError as exc:
             raise SandboxError(f"could not write {target}: {exc.explanation or exc}") from exc
         if not ok:
@@ -549,7 +550,7 @@ class Sandbox:
                 raise FileNotFoundError(f"no such file in the sandbox: {target}") from None
             except docker.errors.APIError as exc:
                 raise SandboxError(f"could not read {target}: {exc.explanation or exc}") from exc
-            with tarfile.open(fileobj=_IterReader(chunks), mode="r|") as tar:
+            with tarfile.open(fileobj=IterReader(chunks), mode="r|") as tar:
                 member = tar.next()
                 if member is None:
                     raise FileNotFoundError(f"no such file in the sandbox: {target}")
@@ -696,39 +697,3 @@ def _raw_socket(sock: Any) -> socket.socket:
     """The plain socket under what docker-py returns for a hijacked connection."""
     raw = getattr(sock, "_sock", sock)
     return raw  # type: ignore[no-any-return]
-
-
-def _tar_stream(info: tarfile.TarInfo, fobj: IO[bytes]) -> Iterator[bytes]:
-    """A one-member tar archive as a stream of chunks: the file is never held in memory."""
-    yield info.tobuf(format=tarfile.PAX_FORMAT)
-    remaining = info.size
-    while remaining > 0:
-        chunk = fobj.read(min(remaining, 1 << 20))
-        if not chunk:
-            raise SandboxError(f"file ended {remaining} bytes early while writing {info.name}")
-        remaining -= len(chunk)
-        yield chunk
-    pad = -info.size % tarfile.BLOCKSIZE
-    yield b"\0" * (pad + 2 * tarfile.BLOCKSIZE)
-
-
-class _IterReader(io.RawIOBase):
-    """A file object over an iterator of byte chunks, for streaming tar parsing."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
