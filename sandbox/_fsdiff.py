@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from ._archive import IterReader
 from ._inotify import Overflow, TreeWatcher
+from ._owner import owner_labels
 
 DEFAULT_IGNORE = (
     "/proc",
@@ -330,9 +331,8 @@ class ApiDiffer(_Base):
         super().__init__(config)
         self.api = api
         self.container_id = container_id
-        self.reference = api.create_container(
-            image, command=["true"], labels={"harness.managed": "1"}
-        )["Id"]
+        # Owner labels let `harness gc` remove it if this process dies before close().
+        self.reference = api.create_container(image, command=["true"], labels=owner_labels())["Id"]
         self._last: set[bytes] = set()
 
     def close(self) -> None:
