@@ -130,7 +130,9 @@ class SessionRecorder:
 
     # -- commands ------------------------------------------------------------------------
 
-    def before(self, command: bytes, cwd: str, command_id: int) -> CommandProbe:
+    def before(
+        self, command: bytes, cwd: str, command_id: int, user: str | None = None
+    ) -> CommandProbe:
         self.reader.reset_peak()
         cpu0 = self.reader.cpu_time()
         span = self.tracer.start_span(
@@ -140,6 +142,7 @@ class SessionRecorder:
                 "process.working_directory": cwd,
                 "harness.command.id": command_id,
                 "container.id": self.container_id,
+                **({"process.user.name": user} if user else {}),
             },
         )
         return CommandProbe(span, trace.set_span_in_context(span), cpu0, cwd)

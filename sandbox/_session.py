@@ -136,6 +136,16 @@ class _Inflight:
 _UNSET: Any = object()
 
 
+@dataclass
+class _Session:
+    """One user's persistent shell and what is needed to restart it."""
+
+    user: str | None
+    state_file: str
+    channel: _ShellChannel | None = None
+    cwd: str = ""
+
+
 class Sandbox:
     """A session-scoped Linux container with a persistent shell.
 
@@ -175,12 +185,12 @@ class Sandbox:
         self.default_timeout = timeout
         self.run_id = run_id
         self.container_id: str | None = None
-        self.cwd = ""
         self._api = client().api
         self._lock = threading.Lock()  # one command at a time
         self._io_lock = threading.Lock()  # reader thread vs run()
         self._control: socket.socket | None = None
-        self._shell: _ShellChannel | None = None
+        # One persistent shell per user; "" is the sandbox's own user.
+        self._sessions: dict[str, _Session] = {"": _Session(self.user, _shell.STATE_FILE)}
         self._command_id = 0
         self._closed = False
         self.record = record
@@ -209,7 +219,7 @@ class Sandbox:
         parent, t0 = current_context(), time.time_ns()
         try:
             self._create_container()
-            self._shell = self._start_shell(restore=False)
+            self._start_shell(self._sessions[""], restore=False)
             if self.record is not None and self.container_id is not None:
                 self.recorder = SessionRecorder(
                     self.record, self._api, self.container_id, self.image, self.network, parent
@@ -299,8 +309,9 @@ class Sandbox:
                 self.recorder.close()
             finally:
                 self.recorder.span("sandbox.stop", {"container.id": self.container_id or ""}, t0)
-        if self._shell is not None:
-            self._shell.close()
+        for sess in self._sessions.values():
+            if sess.channel is not None:
+                sess.channel.close()
         if self._control is not None:
             try:
                 self._control.close()
@@ -326,6 +337,7 @@ class Sandbox:
         command: str | bytes,
         timeout: float | None = _UNSET,
         cwd: str | None = None,
+        user: str | None = None,
     ) -> CommandResult:
         """Run ``command`` in the session shell, like typing it into a terminal.
 
@@ -335,6 +347,8 @@ class Sandbox:
                 result has ``timed_out``. ``None`` waits forever. Defaults to the sandbox's.
             cwd: run in this directory; the session's directory is left as it was unless the
                 command itself changes directory.
+            user: run as this user, in that user's own persistent shell (started on first
+                use); default: the sandbox's user.
 
         Returns:
             The exit code, bounded stdout/stderr, full byte counts and timing. A command that
@@ -344,28 +358,39 @@ class Sandbox:
         if timeout is _UNSET:
             timeout = self.default_timeout
         cmd = command.encode() if isinstance(command, str) else command
+        key = "" if user is None or user == (self.user or "") else user
         with self._lock:
             if self._closed or self.container_id is None:
                 raise SandboxError("sandbox is not running (use `with Sandbox() as sb:`)")
-            if self._shell is None or self._shell.eof:
-                self._shell = self._start_shell(restore=True)
+            sess = self._sessions.get(key)
+            if sess is None:
+                state = f"{_shell.STATE_FILE}-{len(self._sessions)}"
+                sess = self._sessions[key] = _Session(user, state)
+            if sess.channel is None or sess.channel.eof:
+                self._start_shell(sess, restore=sess.channel is not None)
             self._command_id += 1
-            return self._run_locked(cmd, timeout, cwd, self._command_id)
+            return self._run_locked(sess, cmd, timeout, cwd, self._command_id)
+
+    @property
+    def cwd(self) -> str:
+        """The working directory of the sandbox user's shell."""
+        return self._sessions[""].cwd
 
     def _run_locked(
-        self, cmd: bytes, timeout: float | None, cwd: str | None, command_id: int
+        self, sess: _Session, cmd: bytes, timeout: float | None, cwd: str | None, command_id: int
     ) -> CommandResult:
-        shell = self._shell
+        shell = sess.channel
         assert shell is not None
         line = _shell.command_line(
             cmd,
             (nonce := secrets.token_hex(10).encode()),
             command_id,
             cwd.encode() if cwd is not None else None,
+            sess.state_file,
         )
         probe = None
         if self.recorder is not None:
-            probe = self.recorder.before(cmd, self.cwd, command_id)
+            probe = self.recorder.before(cmd, sess.cwd, command_id, sess.user)
         t0 = time.perf_counter()
         inflight = shell.submit(nonce, line)
         timed_out = False
@@ -374,7 +399,7 @@ class Sandbox:
                 # Kill the shell and everything the command started; the shell is restarted
                 # below with the state it had before this command.
                 timed_out = True
-                self._kill_command(inflight, command_id)
+                self._kill_command(shell, inflight, command_id)
                 if not inflight.done.wait(15.0):
                     raise SessionLost(
                         "the session shell did not stop after a timeout; container "
@@ -384,7 +409,7 @@ class Sandbox:
         except BaseException:
             # Ctrl-C or another interruption: never leave a command running behind our back.
             if not inflight.done.is_set():
-                self._kill_command(inflight, command_id)
+                self._kill_command(shell, inflight, command_id)
             raise
         duration = time.perf_counter() - t0
         restarted = False
@@ -393,14 +418,14 @@ class Sandbox:
             exit_code = 124 if timed_out else shell.exit_code()
             restarted = True
             try:
-                self._shell = self._start_shell(restore=True)
+                self._start_shell(sess, restore=True)
             except SandboxError as exc:
                 raise SessionLost(
                     f"the command ended the session shell (exit {exit_code}) and it could not "
                     f"be restarted: {exc}"
                 ) from exc
         if inflight.cwd:
-            self.cwd = inflight.cwd
+            sess.cwd = inflight.cwd
         out, err = inflight.out, inflight.err
         result = CommandResult(
             exit_code=exit_code if exit_code is not None else -1,
@@ -413,7 +438,7 @@ class Sandbox:
             truncated=out.truncated or err.truncated,
             oom_killed=inflight.oom,
             session_restarted=restarted,
-            cwd=self.cwd,
+            cwd=sess.cwd,
         )
         if probe is not None and self.recorder is not None:
             self.recorder.after(probe, result, out, err)
@@ -430,9 +455,10 @@ class Sandbox:
             self._control_send(
                 "for __h_i in {1..200}; do builtin kill -9 -1 2>/dev/null || break; done"
             )
-            if self._shell is not None and not self._shell.wait_eof(15.0):
-                raise SessionLost("the session shell survived kill -9; the container is stuck")
-            self._shell = self._start_shell(restore=True)
+            for sess in self._sessions.values():
+                if sess.channel is not None and not sess.channel.wait_eof(15.0):
+                    raise SessionLost("a shell survived kill -9; the container is stuck")
+            self._start_shell(self._sessions[""], restore=True)
 
     def _control_send(self, line: str) -> None:
         if self._control is None:
@@ -442,17 +468,17 @@ class Sandbox:
         except OSError:
             pass
 
-    def _kill_command(self, inflight: _Inflight, command_id: int) -> None:
+    def _kill_command(self, shell: _ShellChannel, inflight: _Inflight, command_id: int) -> None:
         """Kill the session shell and every process the command started (see ``__h_kill``)."""
-        shell_pid = inflight.shell_pid or (self._shell.shell_pid if self._shell else None)
+        shell_pid = inflight.shell_pid or shell.shell_pid
         if shell_pid is None:
-            if self._shell is not None:
-                self._shell.close()
+            shell.close()
             return
         last_pid = inflight.last_pid if inflight.last_pid is not None else shell_pid
         self._control_send(f"__h_kill {shell_pid} {last_pid} {command_id}")
 
-    def _start_shell(self, restore: bool) -> _ShellChannel:
+    def _start_shell(self, sess: _Session, restore: bool) -> None:
+        """Start (or restart) a session's shell; on restart its directory and state return."""
         assert self.container_id is not None
         try:
             exec_id = self._api.exec_create(
@@ -461,7 +487,7 @@ class Sandbox:
                 stdin=True,
                 stdout=True,
                 stderr=True,
-                user=self.user or "",
+                user=sess.user or self.user or "",
                 workdir=self.workdir,
             )["Id"]
             sock = self._api.exec_start(exec_id, socket=True)
@@ -475,18 +501,18 @@ class Sandbox:
             self._api, exec_id, _raw_socket(sock), self.output_limit, record_cap
         )
         init = _shell.SESSION_INIT.encode()
-        if restore and self.cwd:
+        if restore and sess.cwd:
             init += (
                 _shell.RESTORE
                 % {
-                    "cwd": _shell.quote(self.cwd.encode()).decode("latin-1"),
-                    "state": _shell.STATE_FILE,
+                    "cwd": _shell.quote(sess.cwd.encode()).decode("latin-1"),
+                    "state": sess.state_file,
                 }
             ).encode("latin-1")
         channel.send(init)
         ready = channel.submit(
             nonce := secrets.token_hex(10).encode(),
-            _shell.command_line(b"builtin :", nonce, 0),
+            _shell.command_line(b"builtin :", nonce, 0, None, sess.state_file),
         )
         if not ready.done.wait(30.0) or ready.eof:
             channel.close()
@@ -495,8 +521,7 @@ class Sandbox:
                 "(does the image have bash?)"
             )
         channel.shell_pid = ready.shell_pid
-        self.cwd = ready.cwd
-        return channel
+        sess.channel, sess.cwd = channel, ready.cwd
 
     # -- files ---------------------------------------------------------------------------
 

@@ -86,7 +86,13 @@ def quote(text: bytes) -> bytes:
     return b"'" + text.replace(b"'", b"'\\''") + b"'"
 
 
-def command_line(command: bytes, nonce: bytes, command_id: int, cwd: bytes | None = None) -> bytes:
+def command_line(
+    command: bytes,
+    nonce: bytes,
+    command_id: int,
+    cwd: bytes | None = None,
+    state_file: str = STATE_FILE,
+) -> bytes:
     """One line for the session shell that runs ``command`` and reports around it.
 
     The command runs through ``eval`` in the shell itself (not a subshell), so ``cd``,
@@ -114,6 +120,6 @@ def command_line(command: bytes, nonce: bytes, command_id: int, cwd: bytes | Non
         b' builtin printf \'%%sE%%s %%s %%s %%s\\0\' %s "$__h_rc" "$__h_oom" "$$" "$PWD" >&98;'
         b" builtin printf '%%sE\\0' %s >&99;"
         b" { builtin declare -p; builtin declare -f; builtin alias -p; builtin shopt -p;"
-        b" builtin set +o; } >%s 2>/dev/null\n" % (n, n, STATE_FILE.encode())
+        b" builtin set +o; } >%s 2>/dev/null\n" % (n, n, state_file.encode())
     )
     return head + run + b"\n" + tail

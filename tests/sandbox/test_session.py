@@ -329,3 +329,17 @@ def test_one_sandbox_shared_by_threads_serialises_commands(sb: Sandbox) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == sorted(f"{i}-{j}\n".encode() for i in range(3) for j in range(20))
+
+
+def test_commands_as_another_user_have_their_own_persistent_shell(sb: Sandbox) -> None:
+    sb.run("useradd -m agent && cd /srv && export WHO=root")
+    r = sb.run("id -un; cd /tmp; export WHO=agent; echo $HOME", user="agent")
+    assert r.stdout == b"agent\n/home/agent\n"
+    assert sb.run("echo $WHO; pwd", user="agent").stdout == b"agent\n/tmp\n"
+    assert sb.run("id -un; echo $WHO; pwd").stdout == b"root\nroot\n/srv\n"
+    r = sb.run("exit 4", user="agent")
+    assert r.exit_code == 4 and r.session_restarted
+    assert sb.run("echo $WHO $PWD", user="agent").stdout == b"agent /tmp\n"
+    r = sb.run("sleep 100", user="agent", timeout=1)
+    assert r.timed_out and sb.run("id -un", user="agent").stdout == b"agent\n"
+    assert sb.run("touch /root/x", user="agent").exit_code != 0  # really unprivileged
