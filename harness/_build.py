@@ -96,7 +96,10 @@ def task_image(
         raise BuildError(f"task {task.id}: no environment/Dockerfile to build")
     dockerfile = (env.dockerfile_dir / "Dockerfile").read_text(encoding="utf-8")
     mapped = map_dockerfile(dockerfile, image_map)
-    digest = hashlib.sha256((task.environment_hash() + "\0" + mapped).encode()).hexdigest()
+    # The base images' ids count too: a rebuilt base means rebuilt task images.
+    bases = [f"{m.group(3)}={_image_present(m.group(3)) or ''}" for m in _FROM.finditer(mapped)]
+    key = "\0".join([task.environment_hash(), mapped, *bases])
+    digest = hashlib.sha256(key.encode()).hexdigest()
     tag = f"harness-task/{_slug(task.id)}:{digest[:16]}"
     if not force:
         image_id = _image_present(tag)

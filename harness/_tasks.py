@@ -136,6 +136,7 @@ class Task:
     agent_user: str | None = None
     solution_env: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    reward_strategy: str = "mean"  # multi-step: mean of the steps' rewards, or the final one
 
     @property
     def instruction(self) -> str:
@@ -360,6 +361,16 @@ def load_task(path: str | os.PathLike[str]) -> tuple[Task | None, list[Problem]]
             _step(root, "main", {}, {}, agent_timeout, verifier_timeout, verifier_env, f, problems)
         )
 
+    strategy = str(data.get("multi_step_reward_strategy", "mean"))
+    if strategy not in ("mean", "final"):
+        problems.append(
+            Problem(
+                f,
+                "multi_step_reward_strategy",
+                f"unknown strategy {strategy!r}",
+                'use "mean" or "final"',
+            )
+        )
     name = str(task_t.get("name") or root.name)
     task = Task(
         id=root.name,
@@ -372,6 +383,7 @@ def load_task(path: str | os.PathLike[str]) -> tuple[Task | None, list[Problem]]
             (data.get("solution") or {}).get("env"), f, "solution.env", problems
         ),
         metadata=dict(data.get("metadata") or {}),
+        reward_strategy=strategy,
     )
     if any(p.severity == "error" for p in problems):
         return None, problems

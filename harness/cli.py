@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -308,6 +309,177 @@ def exec_(
             soft_wrap=True,
         )
     raise typer.Exit(status if 0 <= status <= 255 else 1)
+
+
+@app.command()
+def run(
+    tasks: Annotated[
+        list[str] | None, typer.Argument(help="Task folders or suite folders.")
+    ] = None,
+    agent: Annotated[str, typer.Option(help="oracle, nop, a plug-in name, or module:Class.")] = (
+        "oracle"
+    ),
+    trials: Annotated[int, typer.Option(min=1, help="Trials per task.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Trials at once.")] = 2,
+    task_filter: Annotated[str | None, typer.Option(help="Only tasks whose name matches.")] = None,
+    timeout_multiplier: Annotated[float, typer.Option(help="Scale every timeout.")] = 1.0,
+    image_map: Annotated[
+        list[str] | None,
+        typer.Option("--image-map", help="FROM=TO: build FROM images as TO (repeatable)."),
+    ] = None,
+    force_build: Annotated[bool, typer.Option(help="Rebuild task images.")] = False,
+    footer: Annotated[bool, typer.Option(help="Tell the agent its time budget.")] = True,
+    resume: Annotated[str | None, typer.Option(help="Run the missing trials of RUN_ID.")] = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run tasks with an agent: each trial in its own recorded sandbox, scored."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    import traces
+
+    from ._build import parse_image_map
+    from ._runner import (
+        RunConfig,
+        finished_trials,
+        load_suite,
+        new_run_id,
+        record_config,
+        run_suite,
+        stored_config,
+        summarize,
+    )
+    from ._tasks import TaskError
+
+    store = traces.open(db)
+    try:
+        if resume:
+            cfg = stored_config(store, resume)
+            run_id, skip = resume, finished_trials(store, resume)
+        else:
+            if not tasks:
+                raise _fail("name at least one task folder (or use --resume RUN_ID)", 2)
+            cfg = RunConfig(
+                tasks=[str(Path(t).resolve()) for t in tasks],
+                agent=agent,
+                trials=trials,
+                concurrency=concurrency,
+                task_filter=task_filter,
+                timeout_multiplier=timeout_multiplier,
+                image_map=parse_image_map(image_map),
+                force_build=force_build,
+                footer=footer,
+            )
+            run_id, skip = new_run_id(), set()
+        suite = load_suite(cfg)
+        from ._agents import load_agent
+
+        load_agent(cfg.agent)  # a bad agent name fails now, not in every trial
+    except (ValueError, TaskError, traces.StoreError) as exc:
+        raise _fail(str(exc), 2) from None
+    if not suite:
+        raise _fail("no tasks matched", 2)
+    total = len(suite) * cfg.trials - len(skip)
+    err.print(
+        f"run {run_id}: {len(suite)} tasks x {cfg.trials} trials, agent {cfg.agent}, "
+        f"concurrency {cfg.concurrency}" + (f", resuming {total} trials" if resume else ""),
+        highlight=False,
+    )
+    print(run_id, flush=True)
+    recorder = traces.Recorder(store)
+    counts = {"passed": 0, "errors": 0}
+    try:
+        if not resume:
+            record_config(recorder, run_id, cfg)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task("trials", total=total, info="")
+
+            def on_result(r: Any) -> None:
+                counts["passed"] += r.passed
+                counts["errors"] += r.outcome not in ("passed", "failed")
+                progress.update(
+                    bar, advance=1, info=f"passing {counts['passed']}  errors {counts['errors']}"
+                )
+
+            def on_build(task_id: str) -> None:
+                progress.update(bar, info=f"building {task_id}")
+
+            run_suite(suite, cfg, recorder, run_id, skip, on_result, on_build)
+    finally:
+        recorder.shutdown()
+    summary = summarize(store, run_id, cfg.trials)
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    table = Table(title=f"run {run_id}", header_style="bold")
+    for col in (
+        "task",
+        "trials",
+        "pass rate",
+        "mean reward",
+        "mean steps",
+        "tokens in/out",
+        "mean time",
+    ):
+        table.add_column(col)
+    for row in summary["tasks"]:
+        reward = "" if row["mean_reward"] is None else f"{row['mean_reward']:.2f}"
+        steps = "" if row["mean_steps"] is None else f"{row['mean_steps']:.1f}"
+        table.add_row(
+            str(row["task"]),
+            str(row["trials"]),
+            f"{row['pass_rate']:.0%}",
+            reward,
+            steps,
+            f"{row['input_tokens']}/{row['output_tokens']}",
+            f"{row['mean_duration_s']:.1f} s",
+        )
+    out.print(table)
+    lo, hi = summary["pass_rate_ci95"]
+    ks = "  ".join(f"{k} {v:.2f}" for k, v in summary.items() if k.startswith("pass@"))
+    out.print(
+        f"suite pass rate {summary['pass_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}), "
+        f"{summary['passed']}/{summary['trials']} trials  {ks}",
+        highlight=False,
+    )
+    if summary["errors"]:
+        out.print(
+            "errors: " + ", ".join(f"{k} {v}" for k, v in summary["errors"].items()),
+            highlight=False,
+        )
+
+
+@app.command()
+def runs(
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON.")] = False,
+) -> None:
+    """List the runs in the trace store."""
+    import traces
+
+    try:
+        table = traces.open(db).arrow(
+            "SELECT run_id, started_at, trials, passed, round(pass_rate, 3) AS pass_rate, "
+            "errors, agents FROM runs ORDER BY started_at DESC"
+        )
+    except traces.StoreError as exc:
+        raise _fail(str(exc), 2) from None
+    _write_table(table, "json" if as_json else "table", None)
 
 
 @app.command()

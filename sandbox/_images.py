@@ -35,6 +35,8 @@ PACKAGES = (
     "ca-certificates",
     "less",
     "xz-utils",
+    "python-is-python3",  # tasks written for python images call `python`
+    "passwd",  # useradd, for tasks with an [agent] user
 )
 DEFAULT_MIRROR = os.environ.get("HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 RECIPE_LABEL = "harness.recipe"

@@ -115,7 +115,7 @@ LEFT JOIN (
            sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens
     FROM spans s WHERE s.parent_span_id IS NOT NULL GROUP BY trace_id
 ) u ON u.trace_id = r.trace_id
-WHERE r.parent_span_id IS NULL AND r.run_id IS NOT NULL""",
+WHERE r.parent_span_id IS NULL AND r.run_id IS NOT NULL AND r.name LIKE 'invoke_agent%'""",
     "runs": """
 SELECT run_id, min(started_at) AS started_at,
        max(started_at + to_microseconds(CAST(duration_s * 1e6 AS BIGINT))) AS ended_at,

@@ -1,0 +1,118 @@
+"""Agents: what acts in a trial's sandbox. ``oracle`` runs the task's reference solution,
+``nop`` does nothing (every task must fail with it); others plug in through ``Agent``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sandbox import CommandResult, Sandbox
+
+from ._tasks import Step, Task
+
+
+@dataclass
+class AgentSession:
+    """The agent's view of the sandbox: its commands run as the task's agent user."""
+
+    sandbox: Sandbox
+    user: str | None
+    deadline: float  # time.monotonic() by which the agent must be done
+    commands: int = 0
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run a command as the agent; never past the agent's deadline."""
+        left = self.remaining()
+        self.commands += 1
+        return self.sandbox.run(
+            command, timeout=min(timeout or left, left) or 0.001, user=self.user
+        )
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        self.sandbox.write_file(path, data, mode)
+
+    def read_file(self, path: str) -> bytes:
+        return self.sandbox.read_file(path)
+
+
+@dataclass
+class AgentContext:
+    task: Task
+    step: Step
+    env: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # filled by the agent: model, tokens
+
+
+class Agent(Protocol):
+    """The plug-in interface: ``run`` receives the instruction and a session, and returns
+    when the agent is done (or raises). The runner enforces the time budget."""
+
+    name: str
+
+    def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None: ...
+
+
+def upload_dir(sandbox: Sandbox, local: Path, remote: str) -> None:
+    """Copy a local folder into the sandbox, keeping file modes."""
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(local).as_posix()
+            sandbox.write_file(f"{remote}/{rel}", p.read_bytes(), p.stat().st_mode & 0o777)
+
+
+class OracleAgent:
+    """Runs the step's ``solution/solve.sh`` as the agent user."""
+
+    name = "oracle"
+
+    def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None:
+        if ctx.step.solution_dir is None:
+            raise RuntimeError(f"task {ctx.task.id} step {ctx.step.name} has no solution/solve.sh")
+        upload_dir(session.sandbox, ctx.step.solution_dir, "/solution")
+        session.sandbox.run("chmod -R a+rX /solution")
+        exports = "".join(f"export {k}={_q(v)}; " for k, v in ctx.env.items())
+        session.run(f"{exports}bash /solution/solve.sh")
+
+
+class NopAgent:
+    """Does nothing: a task that passes with it tests nothing."""
+
+    name = "nop"
+
+    def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None:
+        return None
+
+
+def _q(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+BUILTIN: dict[str, type[Any]] = {"oracle": OracleAgent, "nop": NopAgent}
+
+
+def load_agent(spec: str) -> Agent:
+    """An agent by name (oracle, nop, an entry point in ``harness.agents``) or
+    ``module:Class``."""
+    if spec in BUILTIN:
+        agent: Agent = BUILTIN[spec]()
+        return agent
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="harness.agents"):
+        if ep.name == spec:
+            return ep.load()()  # type: ignore[no-any-return]
+    module, sep, cls = spec.partition(":")
+    if not sep:
+        raise ValueError(
+            f"unknown agent {spec!r}: use oracle, nop, an installed plug-in, or module:Class"
+        )
+    try:
+        return getattr(import_module(module), cls)()  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load agent {spec!r}: {exc}") from None

@@ -1,0 +1,200 @@
+"""Trials and suite runs end to end: real tasks, real images, outcomes in the store."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import traces
+from harness._agents import load_agent
+from harness._build import BuildError, task_image
+from harness._runner import pass_at_k, wilson
+from harness._tasks import load_task
+from harness._trial import run_trial
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "harbor-examples"
+MAP = {"ubuntu:24.04": "harness-base:bookworm", "python:3.13-slim": "harness-base:bookworm"}
+
+
+def trial(task_dir: Path, agent: str, store: traces.TraceStore, mult: float = 1.0):  # type: ignore[no-untyped-def]
+    task, problems = load_task(task_dir)
+    assert task is not None, problems
+    try:
+        image = task_image(task, MAP)
+    except BuildError as exc:
+        image = exc  # type: ignore[assignment]
+    with traces.Recorder(store) as rec:
+        return run_trial(task, load_agent(agent), image, rec, "run-test", timeout_multiplier=mult)
+
+
+@pytest.mark.parametrize("name", ["hello-user", "hello-workdir", "hello-healthcheck"])
+def test_harbor_fixtures_pass_with_oracle_and_fail_with_nop(
+    name: str, base_image: str, tmp_path: Path
+) -> None:
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    oracle = trial(FIXTURES / name, "oracle", store)
+    assert (oracle.outcome, oracle.reward) == ("passed", 1.0), oracle.error
+    nop = trial(FIXTURES / name, "nop", store)
+    assert nop.outcome in ("failed", "infra_error") and not nop.passed
+    rows = store.sql("SELECT outcome, passed, agent FROM trials ORDER BY started_at")
+    assert list(rows.outcome)[0] == "passed" and list(rows.agent) == ["oracle", "nop"]
+
+
+def test_multi_step_runs_every_step_in_one_container(base_image: str, tmp_path: Path) -> None:
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    r = trial(FIXTURES / "hello-multi-step-simple", "oracle", store)
+    # Step 1's solution writes "Hello\n", step 2's appends ", world!": step 2's own test wants
+    # "Hello, world!", so this fixture's reference solution scores 1 then 0 (mean 0.5).
+    assert r.rewards == {"step.create-file": 1.0, "step.append-content": 0.0}
+    assert r.reward == 0.5 and r.outcome == "failed" and r.steps == 2
+    verifies = store.sql("SELECT count(*) AS n FROM spans WHERE name = 'verify'").n[0]
+    assert verifies == 2
+
+
+def test_offline_verifier_is_a_verifier_error_with_the_download_recorded(
+    base_image: str, tmp_path: Path
+) -> None:
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    r = trial(FIXTURES / "hello-world", "oracle", store)
+    assert r.outcome == "verifier_error" and "Could not resolve host" in r.error
+    cmd = store.sql(
+        "SELECT stdout_sha256, stderr_sha256 FROM commands WHERE command LIKE '%/tests/test.sh'"
+    ).iloc[0]
+    output = store.blob_text(cmd.stdout_sha256) + store.blob_text(cmd.stderr_sha256)
+    assert "Could not resolve host" in output
+
+
+def _task(
+    tmp_path: Path,
+    name: str,
+    *,
+    solve: str = "true",
+    test: str | None = None,
+    dockerfile: str = "FROM harness-base:bookworm\n",
+    toml: str = "",
+) -> Path:
+    d = tmp_path / name
+    for rel, text in {
+        "task.toml": toml or "[agent]\ntimeout_sec = 20\n[verifier]\ntimeout_sec = 20\n",
+        "instruction.md": "Do the thing.",
+        "environment/Dockerfile": dockerfile,
+        "solution/solve.sh": solve + "\n",
+        "tests/test.sh": test
+        if test is not None
+        else "test -f /tmp/done && echo 1 > /logs/verifier/reward.txt || "
+        "echo 0 > /logs/verifier/reward.txt\n",
+    }.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(text)
+    return d
+
+
+def test_each_outcome_kind(base_image: str, tmp_path: Path) -> None:
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    cases = {
+        "passed": _task(tmp_path, "ok", solve="touch /tmp/done"),
+        "failed": _task(tmp_path, "no", solve="true"),
+        "agent_timeout": _task(
+            tmp_path,
+            "slow-agent",
+            solve="sleep 60; touch /tmp/done",
+            toml="[agent]\ntimeout_sec = 1\n",
+        ),
+        "verifier_timeout": _task(
+            tmp_path, "slow-tests", test="sleep 60", toml="[verifier]\ntimeout_sec = 1\n"
+        ),
+        "verifier_error": _task(tmp_path, "no-reward", test="echo tests ran but wrote nothing"),
+        "build_error": _task(
+            tmp_path,
+            "bad-build",
+            dockerfile="FROM harness-base:bookworm\nRUN echo failing-on-purpose && exit 3\n",
+        ),
+        "infra_error": _task(
+            tmp_path,
+            "no-bash",
+            dockerfile="FROM harness-base:bookworm\nRUN rm -f /usr/bin/bash /bin/bash\n",
+        ),
+    }
+    for expected, path in cases.items():
+        r = trial(path, "oracle", store)
+        assert r.outcome == expected, (expected, r.outcome, r.error)
+    df = store.sql("SELECT task, outcome, reward FROM trials")
+    assert dict(zip(df.task, df.outcome, strict=True)) == {p.name: o for o, p in cases.items()}
+    build_log = store.sql(
+        "SELECT json_extract_string(attributes, '$.\"harness.build_log.sha256\"')"
+        " AS ref FROM spans WHERE name LIKE 'invoke_agent%' AND "
+        "task_id = 'bad-build'"
+    ).ref[0]
+    assert "failing-on-purpose" in store.blob_text(ref=build_log)
+
+
+def test_pass_at_k_and_interval() -> None:
+    assert pass_at_k(5, 0, 1) == 0.0 and pass_at_k(5, 5, 3) == 1.0
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2)
+    lo, hi = wilson(8, 10)
+    assert 0.49 < lo < 0.5 and 0.94 < hi < 0.95
+
+
+def test_cli_run_and_resume_after_sigkill(base_image: str, tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    _task(suite, "steady", solve="sleep 1.5; touch /tmp/done")
+    db = tmp_path / "t.duckdb"
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        str(suite),
+        "--agent",
+        "oracle",
+        "--trials",
+        "4",
+        "--concurrency",
+        "1",
+        "--db",
+        str(db),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    store = traces.TraceStore(db)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if store.sql("SELECT count(*) AS n FROM trials WHERE run_id = ?", [run_id]).n[0]:
+                break
+        except traces.StoreError:
+            pass
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = store.sql("SELECT trial_index FROM trials WHERE run_id = ?", [run_id])
+    assert 1 <= len(done) < 4
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--resume", run_id, "--db", str(db), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["trials"] == 4 and summary["passed"] == 4 and summary["pass@4"] == 1.0
+    idx = store.sql("SELECT trial_index FROM trials WHERE run_id = ? ORDER BY 1", [run_id])
+    assert list(idx.trial_index) == [0, 1, 2, 3]
+    runs = subprocess.run(
+        [sys.executable, "-m", "harness", "runs", "--db", str(db), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert json.loads(runs.stdout)[0]["run_id"] == run_id
