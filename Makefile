@@ -15,21 +15,16 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	@$(VENV)/bin/harness setup
 
-DEMO_RUN := demo-$(shell date +%Y%m%d-%H%M%S)
-
 demo: setup
-	$(VENV)/bin/harness exec --run-id $(DEMO_RUN) --timeout 2 \
-	  'cat /etc/os-release | head -1' \
-	  'cd /tmp && export GREETING=hello && mkdir -p work && echo "$$GREETING from $$PWD" > work/note.txt' \
-	  'cat work/note.txt; echo "cwd is still $$PWD"; echo "more" >> /etc/issue; chmod 600 /etc/motd' \
-	  'python3 -c "import sys; print(sys.version.split()[0])"' \
-	  'curl -sS --max-time 3 http://deb.debian.org >/dev/null || echo "no network (by default)"' \
-	  'sleep 30' || true
-	@echo; echo "What was recorded (harness sql over .harness/traces.duckdb):"
-	$(VENV)/bin/harness sql "SELECT command, exit_code, timed_out, round(duration_ms, 1) AS ms, \
-	  stdout_bytes, round(cpu_s, 3) AS cpu_s FROM commands WHERE run_id = '$(DEMO_RUN)' ORDER BY started_at"
-	$(VENV)/bin/harness sql "SELECT path, op, file_type, size, mode FROM file_changes \
-	  WHERE run_id = '$(DEMO_RUN)' ORDER BY changed_at, path"
+	@echo "Running the bundled suite (tasks/) with the oracle agent; every trial is recorded."
+	$(VENV)/bin/harness run tasks --agent oracle --concurrency 2
+	@echo; echo "The record is in .harness/traces.duckdb; for example:"
+	$(VENV)/bin/harness sql "SELECT task, command, exit_code, round(duration_ms, 1) AS ms \
+	  FROM commands WHERE run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1) \
+	  AND task IN ('fix-python-bug', 'git-remove-secret') ORDER BY started_at"
+	$(VENV)/bin/harness sql "SELECT task, path, op, file_type FROM file_changes \
+	  WHERE run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1) \
+	  AND task = 'fix-python-bug' ORDER BY changed_at"
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

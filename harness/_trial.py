@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker.errors
+from opentelemetry import context as otel_context
 from opentelemetry.trace import Status, StatusCode
 
 import traces
@@ -250,12 +251,16 @@ def _agent_phase(
     instruction = step.instruction + (FOOTER.format(seconds=budget) if footer else "")
     ctx = AgentContext(task, step, env=dict(task.solution_env))
     error: list[BaseException] = []
+    parent = otel_context.get_current()  # the agent's spans belong to this trial's trace
 
     def target() -> None:
+        token = otel_context.attach(parent)
         try:
             agent.run(instruction, session, ctx)
         except BaseException as exc:  # noqa: BLE001 - reported as the trial's error
             error.append(exc)
+        finally:
+            otel_context.detach(token)
 
     thread = threading.Thread(target=target, name=f"agent-{task.id}", daemon=True)
     thread.start()

@@ -45,6 +45,9 @@ def test_harbor_fixtures_pass_with_oracle_and_fail_with_nop(
     assert nop.outcome in ("failed", "infra_error") and not nop.passed
     rows = store.sql("SELECT outcome, passed, agent FROM trials ORDER BY started_at")
     assert list(rows.outcome)[0] == "passed" and list(rows.agent) == ["oracle", "nop"]
+    # The agent's own commands and file changes are part of the trial's record.
+    cmds = store.sql("SELECT command FROM commands WHERE trial_id = ?", [oracle.trial_id])
+    assert any("/solution/solve.sh" in c for c in cmds.command)
 
 
 def test_multi_step_runs_every_step_in_one_container(base_image: str, tmp_path: Path) -> None:
@@ -54,6 +57,10 @@ def test_multi_step_runs_every_step_in_one_container(base_image: str, tmp_path: 
     # "Hello, world!", so this fixture's reference solution scores 1 then 0 (mean 0.5).
     assert r.rewards == {"step.create-file": 1.0, "step.append-content": 0.0}
     assert r.reward == 0.5 and r.outcome == "failed" and r.steps == 2
+    changes = store.sql(
+        "SELECT path, op FROM file_changes WHERE trial_id = ? ORDER BY 1", [r.trial_id]
+    )
+    assert ("/app/hello.txt", "added") in list(zip(changes.path, changes.op, strict=True))
     verifies = store.sql("SELECT count(*) AS n FROM spans WHERE name = 'verify'").n[0]
     assert verifies == 2
 
