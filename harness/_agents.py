@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +47,8 @@ class AgentContext:
     step: Step
     env: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # filled by the agent: model, tokens
+    tracer: Any = None  # for the agent's own spans (model calls, tool calls)
+    put_blob: Callable[[bytes], str] | None = None  # payloads too large for an attribute
 
 
 class Agent(Protocol):
@@ -92,27 +95,34 @@ def _q(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
-BUILTIN: dict[str, type[Any]] = {"oracle": OracleAgent, "nop": NopAgent}
+def _openai(**options: Any) -> Agent:
+    from ._openai_agent import OpenAIAgent
+
+    return OpenAIAgent(**options)
 
 
-def load_agent(spec: str) -> Agent:
-    """An agent by name (oracle, nop, an entry point in ``harness.agents``) or
-    ``module:Class``."""
+BUILTIN: dict[str, Callable[..., Any]] = {"oracle": OracleAgent, "nop": NopAgent, "openai": _openai}
+
+
+def load_agent(spec: str, options: dict[str, Any] | None = None) -> Agent:
+    """An agent by name (oracle, nop, openai, an entry point in ``harness.agents``) or
+    ``module:Class``; ``options`` are passed to its constructor."""
+    options = options or {}
     if spec in BUILTIN:
-        agent: Agent = BUILTIN[spec]()
+        agent: Agent = BUILTIN[spec](**options)
         return agent
     from importlib import import_module
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="harness.agents"):
         if ep.name == spec:
-            return ep.load()()  # type: ignore[no-any-return]
+            return ep.load()(**options)  # type: ignore[no-any-return]
     module, sep, cls = spec.partition(":")
     if not sep:
         raise ValueError(
             f"unknown agent {spec!r}: use oracle, nop, an installed plug-in, or module:Class"
         )
     try:
-        return getattr(import_module(module), cls)()  # type: ignore[no-any-return]
+        return getattr(import_module(module), cls)(**options)  # type: ignore[no-any-return]
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot load agent {spec!r}: {exc}") from None

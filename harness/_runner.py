@@ -33,6 +33,7 @@ class RunConfig:
 
     tasks: list[str]
     agent: str
+    agent_options: dict[str, Any] = field(default_factory=dict)  # never an API key
     trials: int = 1
     concurrency: int = 1
     task_filter: str | None = None
@@ -123,7 +124,7 @@ def run_suite(
             return images[task.id]
 
     def one(task: Task, index: int) -> TrialResult:
-        agent = load_agent(cfg.agent)
+        agent = load_agent(cfg.agent, cfg.agent_options)
         return run_trial(
             task,
             agent,

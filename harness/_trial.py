@@ -116,6 +116,8 @@ def run_trial(
         "gen_ai.agent.name": agent.name,
         "harness.task.content_hash": task.content_hash(),
     }
+    if getattr(agent, "model", None):
+        attrs["gen_ai.request.model"] = str(agent.model)  # type: ignore[attr-defined]
     if isinstance(image, TaskImage):
         attrs.update({"container.image.name": image.tag, "container.image.id": image.image_id})
     t0 = time.monotonic()
@@ -191,7 +193,10 @@ def _attempt(
         rewards: list[float] = []
         timed_out = False
         for step in task.steps:
-            timed_out = _agent_phase(task, step, agent, sb, result, mult, footer) or timed_out
+            timed_out = (
+                _agent_phase(task, step, agent, sb, result, mult, footer, tracer, recorder)
+                or timed_out
+            )
             reward = _verify(step, sb, tracer, mult, result)
             rewards.append(reward)
         result.reward = (
@@ -244,12 +249,16 @@ def _agent_phase(
     result: TrialResult,
     mult: float,
     footer: bool,
+    tracer: Any,
+    recorder: traces.Recorder,
 ) -> bool:
     """Run the agent on one step; True if it ran out of time."""
     budget = step.agent_timeout_sec * mult
     session = AgentSession(sb, task.agent_user, time.monotonic() + budget)
     instruction = step.instruction + (FOOTER.format(seconds=budget) if footer else "")
-    ctx = AgentContext(task, step, env=dict(task.solution_env))
+    ctx = AgentContext(
+        task, step, env=dict(task.solution_env), tracer=tracer, put_blob=recorder.put_blob
+    )
     error: list[BaseException] = []
     parent = otel_context.get_current()  # the agent's spans belong to this trial's trace
 

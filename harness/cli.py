@@ -330,6 +330,18 @@ def run(
     force_build: Annotated[bool, typer.Option(help="Rebuild task images.")] = False,
     footer: Annotated[bool, typer.Option(help="Tell the agent its time budget.")] = True,
     resume: Annotated[str | None, typer.Option(help="Run the missing trials of RUN_ID.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model for the openai agent.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint (default: OpenAI's).")
+    ] = None,
+    api: Annotated[str, typer.Option(help="openai agent: responses or chat.")] = "responses",
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
+    max_steps: Annotated[int, typer.Option(help="openai agent: most model calls.")] = 50,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    reasoning_effort: Annotated[str | None, typer.Option(help="low, medium or high.")] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -365,9 +377,26 @@ def run(
         else:
             if not tasks:
                 raise _fail("name at least one task folder (or use --resume RUN_ID)", 2)
+            options: dict[str, Any] = {}
+            if agent == "openai":
+                options = {
+                    k: v
+                    for k, v in {
+                        "model": model,
+                        "base_url": base_url,
+                        "api": api,
+                        "api_key_env": api_key_env,
+                        "max_steps": max_steps,
+                        "temperature": temperature,
+                        "seed": seed,
+                        "reasoning_effort": reasoning_effort,
+                    }.items()
+                    if v is not None
+                }
             cfg = RunConfig(
                 tasks=[str(Path(t).resolve()) for t in tasks],
                 agent=agent,
+                agent_options=options,
                 trials=trials,
                 concurrency=concurrency,
                 task_filter=task_filter,
@@ -380,7 +409,7 @@ def run(
         suite = load_suite(cfg)
         from ._agents import load_agent
 
-        load_agent(cfg.agent)  # a bad agent name fails now, not in every trial
+        load_agent(cfg.agent, cfg.agent_options)  # a bad agent fails now, not in every trial
     except (ValueError, TaskError, traces.StoreError) as exc:
         raise _fail(str(exc), 2) from None
     if not suite:
