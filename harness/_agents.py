@@ -76,8 +76,7 @@ class OracleAgent:
     def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None:
         if ctx.step.solution_dir is None:
             raise RuntimeError(f"task {ctx.task.id} step {ctx.step.name} has no solution/solve.sh")
-        upload_dir(session.sandbox, ctx.step.solution_dir, "/solution")
-        session.sandbox.run("chmod -R a+rX /solution")
+        upload_dir(session.sandbox, ctx.step.solution_dir, "/solution")  # world-readable
         exports = "".join(f"export {k}={_q(v)}; " for k, v in ctx.env.items())
         session.run(f"{exports}bash /solution/solve.sh")
 

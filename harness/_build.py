@@ -8,6 +8,7 @@ trials as ``build_error`` with the log, never the suite.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -40,6 +41,13 @@ class TaskImage:
     image_id: str
     cached: bool
     log: str
+
+    @functools.cached_property
+    def entrypoint(self) -> list[str]:
+        """The image's ENTRYPOINT and CMD when it has an ENTRYPOINT (a service to start)."""
+        cfg = client().api.inspect_image(self.image_id).get("Config") or {}
+        entry = cfg.get("Entrypoint") or []
+        return [*entry, *(cfg.get("Cmd") or [])] if entry else []
 
 
 def parse_image_map(items: list[str] | None) -> dict[str, str]:

@@ -75,17 +75,21 @@ class _Outcome(Exception):
 
 def read_reward(sb: Sandbox) -> tuple[float, dict[str, float]] | None:
     """The verifier's reward: reward.json (a dict of floats) or reward.txt (one float)."""
+    r = sb.run(
+        "for f in /logs/verifier/reward.json /logs/verifier/reward.txt; do "
+        'if [ -f "$f" ]; then echo "$f"; cat "$f"; break; fi; done'
+    )
+    name, _, body = r.stdout_text.partition("\n")
     try:
-        data = json.loads(sb.read_file("/logs/verifier/reward.json"))
-        rewards = {str(k): float(v) for k, v in data.items()}
-        main = rewards.get("reward", sum(rewards.values()) / len(rewards) if rewards else 0.0)
-        return main, rewards
-    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+        if name.endswith(".json"):
+            rewards = {str(k): float(v) for k, v in json.loads(body).items()}
+            main = rewards.get("reward", sum(rewards.values()) / len(rewards) if rewards else 0.0)
+            return main, rewards
+        if name.endswith(".txt"):
+            return float(body.strip()), {}
+    except (ValueError, TypeError, AttributeError):
         pass
-    try:
-        return float(sb.read_file("/logs/verifier/reward.txt").decode().strip()), {}
-    except (FileNotFoundError, ValueError):
-        return None
+    return None
 
 
 def _exports(env: dict[str, str]) -> str:
@@ -214,12 +218,9 @@ def _attempt(
 def _start_services(sb: Sandbox, image: TaskImage) -> None:
     """Start the image's ENTRYPOINT in the background, as the image would on `docker run`
     (the container's PID 1 is harness's own shell)."""
-    cfg = sb._api.inspect_image(image.image_id).get("Config") or {}
-    entrypoint = cfg.get("Entrypoint") or []
-    if not entrypoint:
-        return
-    argv = " ".join(shlex.quote(a) for a in [*entrypoint, *(cfg.get("Cmd") or [])])
-    sb.run(f"(setsid {argv} >/tmp/.harness-entrypoint.log 2>&1 </dev/null &)")
+    if image.entrypoint:
+        argv = " ".join(shlex.quote(a) for a in image.entrypoint)
+        sb.run(f"(setsid {argv} >/tmp/.harness-entrypoint.log 2>&1 </dev/null &)")
 
 
 def _wait_healthy(sb: Sandbox, hc: Any) -> None:

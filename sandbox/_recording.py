@@ -175,13 +175,33 @@ class SessionRecorder:
             span.set_status(Status(StatusCode.ERROR, "timed out"))
         elif result.exit_code != 0:
             span.set_status(Status(StatusCode.ERROR, f"exit code {result.exit_code}"))
-        if self.differ is not None:
-            t = time.time_ns()
-            changes = self.differ.changes()
-            self.last_diff_s = (time.time_ns() - t) / 1e9
-            for change in changes:
-                self._emit_change(change, probe.ctx, t)
+        self._diff_into(probe.ctx)
         span.end(end_time=t_end)
+
+    def _diff_into(self, ctx: Any) -> None:
+        """Emit the file changes since the last look as children of ``ctx``'s span."""
+        if self.differ is None:
+            return
+        t = time.time_ns()
+        changes = self.differ.changes()
+        self.last_diff_s = (time.time_ns() - t) / 1e9
+        for change in changes:
+            self._emit_change(change, ctx, t)
+
+    def before_write(self, path: str, size: int) -> CommandProbe:
+        span = self.tracer.start_span(
+            "sandbox.write_file",
+            attributes={
+                "harness.fs.path": path,
+                "harness.fs.size": size,
+                "container.id": self.container_id,
+            },
+        )
+        return CommandProbe(span, trace.set_span_in_context(span), None, "")
+
+    def after_write(self, probe: CommandProbe) -> None:
+        self._diff_into(probe.ctx)
+        probe.span.end()
 
     def _emit_change(self, c: FileChange, ctx: Any, t: int) -> None:
         path, path_hex = _text(c.path)

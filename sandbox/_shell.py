@@ -123,3 +123,21 @@ def command_line(
         b" builtin set +o; } >%s 2>/dev/null\n" % (n, n, state_file.encode())
     )
     return head + run + b"\n" + tail
+
+
+_PLAIN = frozenset(range(0x20, 0x7F)) - {ord("%"), ord("\\"), ord("'")}
+
+
+def printf_format(data: bytes) -> bytes:
+    """A single-quoted printf format that prints exactly ``data`` (NUL bytes included):
+    printable ASCII as is, everything else as a three-digit octal escape."""
+    out = bytearray(b"'")
+    for b in data:
+        if b in _PLAIN:
+            out.append(b)
+        elif b == 0x25:  # %
+            out += b"%%"
+        else:
+            out += b"\\%03o" % b
+    out += b"'"
+    return bytes(out)

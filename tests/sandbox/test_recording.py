@@ -237,3 +237,18 @@ def test_stats_api_samples_when_fast_paths_are_off(tmp_path: Path, base_image: s
         sb.run("sleep 2.5")
     samples = store.sql("SELECT * FROM resource_samples")
     assert len(samples) >= 1 and (samples.memory_bytes > 0).all()
+
+
+def test_file_writes_are_recorded_with_their_changes(rig: Rig) -> None:
+    rig.sb.write_file("/tmp/w/small.txt", "small\n")  # through the shell
+    rig.sb.write_file("/tmp/w/big.bin", b"\x00" * (300 << 10))  # through the archive API
+    rig.rec.flush()
+    df = rig.store.sql(
+        "SELECT json_extract_string(w.attributes, '$.\"harness.fs.path\"') AS written, "
+        "f.path, f.op FROM spans w JOIN file_changes f ON f.command_span_id = w.span_id "
+        "WHERE w.name = 'sandbox.write_file' ORDER BY f.path"
+    )
+    rows = [tuple(r) for r in df.itertuples(index=False)]
+    assert ("/tmp/w/small.txt", "/tmp/w/small.txt", "added") in rows
+    assert ("/tmp/w/big.bin", "/tmp/w/big.bin", "added") in rows
+    assert rig.store.sql("SELECT count(*) AS n FROM commands").n[0] == 0  # not commands

@@ -1,0 +1,115 @@
+"""Claim: a suite run costs little more than the containers it needs.
+
+40 trials of a trivial task with the oracle agent at concurrency 4, recording on (every
+command, file change and resource sample into a real trace store), versus the floor measured
+in the same run: the same number of containers from the same image created, one command
+exec'd in each and removed, with the Docker SDK at the same concurrency. The last line is
+one JSON object; ``ratio`` is how many times longer the suite took than the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import traces  # noqa: E402
+from harness._build import task_image  # noqa: E402
+from harness._runner import RunConfig, run_suite  # noqa: E402
+from harness._tasks import load_task  # noqa: E402
+from sandbox._engine import client  # noqa: E402
+
+
+def trivial_task(root: Path) -> Path:
+    d = root / "trivial"
+    files = {
+        "task.toml": "[agent]\ntimeout_sec = 60\n[verifier]\ntimeout_sec = 60\n",
+        "instruction.md": "Write hello to /tmp/out.",
+        "environment/Dockerfile": "FROM harness-base:bookworm\n",
+        "solution/solve.sh": "#!/bin/bash\necho hello > /tmp/out\n",
+        "tests/test.sh": '#!/bin/bash\n[ "$(cat /tmp/out)" = hello ] && echo 1 > '
+        "/logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt\n",
+    }
+    for rel, text in files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(text)
+    return d
+
+
+def floor(image: str, n: int, concurrency: int) -> float:
+    docker = client()
+
+    def one(_: int) -> None:
+        c = docker.containers.run(
+            image,
+            ["sleep", "infinity"],
+            detach=True,
+            network_mode="none",
+            mem_limit="1g",
+            nano_cpus=10**9,
+        )
+        try:
+            code, _ = c.exec_run(["bash", "-c", "echo hello > /tmp/out && cat /tmp/out"])
+            assert code == 0
+        finally:
+            c.remove(force=True)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(n)))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="12 trials a round (under 60 s)")
+    args = ap.parse_args()
+    n, conc = (12, 4) if args.quick else (40, 4)
+    with tempfile.TemporaryDirectory(prefix="harness-bench-") as tmp:
+        root = Path(tmp)
+        task, _ = load_task(trivial_task(root))
+        assert task is not None
+        image = task_image(task)  # built before the clock starts, as a cached image would be
+        # This machine is noisy: alternate floor and suite, three rounds, compare medians.
+        floors, suites = [], []
+        for rnd in range(3):
+            floors.append(floor(image.tag, n, conc))
+            cfg = RunConfig(tasks=[str(task.path)], agent="oracle", trials=n, concurrency=conc)
+            with traces.Recorder(root / f"t{rnd}.duckdb") as rec:
+                t = time.perf_counter()
+                results = run_suite([task], cfg, rec, f"run-bench-{rnd}")
+                rec.flush()
+                suites.append(time.perf_counter() - t)
+            assert all(r.passed for r in results), [r.error for r in results if not r.passed]
+            rows = (
+                traces.TraceStore(root / f"t{rnd}.duckdb")
+                .sql("SELECT count(*) AS n FROM trials")
+                .n[0]
+            )
+            assert rows == n
+        floor_s, suite_s = statistics.median(floors), statistics.median(suites)
+    print(
+        f"{n} trials at concurrency {conc}: suite {suite_s:.1f} s, floor {floor_s:.1f} s "
+        f"(medians of {', '.join(f'{x:.1f}' for x in suites)} and "
+        f"{', '.join(f'{x:.1f}' for x in floors)})"
+    )
+    print(
+        json.dumps(
+            {
+                "trials_per_min": round(n / suite_s * 60, 1),
+                "floor_trials_per_min": round(n / floor_s * 60, 1),
+                "ratio": round(suite_s / floor_s, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
