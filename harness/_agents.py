@@ -90,6 +90,48 @@ class NopAgent:
         return None
 
 
+class ScriptedAgent:
+    """Runs commands from a YAML file, for tests and demos::
+
+    commands: ["ls -la"]            # for every task (optional)
+    tasks:                          # per task id (optional), after the common ones
+      word-frequency: ["tr ... > /app/top5.txt"]
+    """
+
+    name = "scripted"
+
+    def __init__(self, script: str | None = None) -> None:
+        if not script:
+            raise ValueError("the scripted agent needs --script FILE (a YAML file of commands)")
+        import yaml
+
+        path = Path(script)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read the script: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping with `commands` and/or `tasks`")
+        self.common = _str_list(data.get("commands", []), f"{path}: commands")
+        tasks = data.get("tasks") or {}
+        if not isinstance(tasks, dict):
+            raise ValueError(f"{path}: tasks must map task ids to lists of commands")
+        self.per_task = {str(k): _str_list(v, f"{path}: tasks.{k}") for k, v in tasks.items()}
+        self.script = str(path)
+
+    def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None:
+        for command in [*self.common, *self.per_task.get(ctx.task.id, [])]:
+            if session.remaining() <= 0:
+                return
+            session.run(command)
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where} must be a list of command strings")
+    return list(value)
+
+
 def _q(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
@@ -100,7 +142,12 @@ def _openai(**options: Any) -> Agent:
     return OpenAIAgent(**options)
 
 
-BUILTIN: dict[str, Callable[..., Any]] = {"oracle": OracleAgent, "nop": NopAgent, "openai": _openai}
+BUILTIN: dict[str, Callable[..., Any]] = {
+    "oracle": OracleAgent,
+    "nop": NopAgent,
+    "scripted": ScriptedAgent,
+    "openai": _openai,
+}
 
 
 def load_agent(spec: str, options: dict[str, Any] | None = None) -> Agent:

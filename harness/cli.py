@@ -342,6 +342,9 @@ def run(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
     reasoning_effort: Annotated[str | None, typer.Option(help="low, medium or high.")] = None,
+    script: Annotated[
+        str | None, typer.Option(help="scripted agent: YAML file of commands.")
+    ] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -393,6 +396,8 @@ def run(
                     }.items()
                     if v is not None
                 }
+            elif agent == "scripted":
+                options = {"script": str(Path(script).resolve()) if script else None}
             cfg = RunConfig(
                 tasks=[str(Path(t).resolve()) for t in tasks],
                 agent=agent,

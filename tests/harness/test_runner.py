@@ -205,3 +205,63 @@ def test_cli_run_and_resume_after_sigkill(base_image: str, tmp_path: Path) -> No
         cwd=ROOT,
     )
     assert json.loads(runs.stdout)[0]["run_id"] == run_id
+
+
+def test_scripted_agent_from_yaml_through_the_cli(base_image: str, tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    _task(suite, "needs-done")
+    _task(suite, "other")
+    script = tmp_path / "script.yaml"
+    script.write_text(
+        "commands: ['echo common >> /tmp/log']\ntasks:\n  needs-done: ['touch /tmp/done']\n"
+    )
+    db = tmp_path / "t.duckdb"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(suite),
+            "--agent",
+            "scripted",
+            "--script",
+            str(script),
+            "--db",
+            str(db),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    by_task = {t["task"]: t for t in json.loads(res.stdout.splitlines()[-1])["tasks"]}
+    assert by_task["needs-done"]["pass_rate"] == 1.0 and by_task["other"]["pass_rate"] == 0.0
+    cmds = traces.TraceStore(db).sql(
+        "SELECT task, command FROM commands "
+        "WHERE command NOT LIKE '%/logs/verifier%' "
+        "AND command NOT LIKE 'bash /tests%' ORDER BY started_at"
+    )
+    assert sorted(zip(cmds.task, cmds.command, strict=True)) == [
+        ("needs-done", "echo common >> /tmp/log"),
+        ("needs-done", "touch /tmp/done"),
+        ("other", "echo common >> /tmp/log"),
+    ]
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(suite),
+            "--agent",
+            "scripted",
+            "--db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "--script FILE" in bad.stderr
