@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,16 @@ def base_image(engine: None) -> str:
 def sb(base_image: str) -> Iterator[Sandbox]:
     with Sandbox(base_image, timeout=60) as box:
         yield box
+
+
+def harbor_fixtures() -> Path:
+    """The real Harbor task folders in the shared fixtures, beside this checkout."""
+    here = Path(__file__).resolve().parents[1]
+    for base in (here.parent, *here.parents):
+        candidate = base / "shared" / "fixtures" / "harbor-examples"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"shared/fixtures/harbor-examples not found beside {here} or above it; the tests need "
+        "the shared fixtures next to the checkout"
+    )

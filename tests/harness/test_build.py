@@ -10,8 +10,9 @@ import pytest
 
 from harness._build import BuildError, map_dockerfile, parse_image_map, task_image
 from harness._tasks import load_task
+from tests.conftest import harbor_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "harbor-examples"
+FIXTURES = harbor_fixtures()
 BASE_MAP = {"ubuntu:24.04": "harness-base:bookworm"}
 
 

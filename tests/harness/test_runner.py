@@ -17,9 +17,10 @@ from harness._build import BuildError, task_image
 from harness._runner import pass_at_k, wilson
 from harness._tasks import load_task
 from harness._trial import run_trial
+from tests.conftest import harbor_fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "harbor-examples"
+FIXTURES = harbor_fixtures()
 MAP = {"ubuntu:24.04": "harness-base:bookworm", "python:3.13-slim": "harness-base:bookworm"}
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from harness._tasks import find_tasks, load_task
+from tests.conftest import harbor_fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "harbor-examples"
+FIXTURES = harbor_fixtures()
 
 
 def test_every_harbor_fixture_loads() -> None:
