@@ -266,3 +266,47 @@ def test_scripted_agent_from_yaml_through_the_cli(base_image: str, tmp_path: Pat
         cwd=ROOT,
     )
     assert bad.returncode == 2 and "--script FILE" in bad.stderr
+
+
+def test_plugin_agent_by_module_and_class(base_image: str, tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    _task(suite, "needs-done")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(suite),
+            "--agent",
+            "tests.harness.plugin_agent:TouchDone",
+            "--db",
+            str(tmp_path / "t.db"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["passed"] == 1
+    trial = traces.TraceStore(tmp_path / "t.db").sql("SELECT agent FROM trials").agent[0]
+    assert trial == "touch-done"
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(suite),
+            "--agent",
+            "no.such.module:Agent",
+            "--db",
+            str(tmp_path / "t.db"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "cannot load agent" in bad.stderr
