@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,4 +51,21 @@ def harbor_fixtures() -> Path:
     raise FileNotFoundError(
         f"shared/fixtures/harbor-examples not found beside {here} or above it; the tests need "
         "the shared fixtures next to the checkout"
+    )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def harness_cli(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """The `harness` command line as a user runs it: a separate process, text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
     )

@@ -3,41 +3,30 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from harness import __version__
+from tests.conftest import harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def harness(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
-
-
 def test_help_lists_every_command_with_a_summary() -> None:
-    res = harness("--help")
+    res = harness_cli("--help")
     assert res.returncode == 0
     for command in ("setup", "doctor", "gc", "exec", "images"):
         line = next(x for x in res.stdout.splitlines() if x.strip().startswith(command + " "))
         assert len(line.split(None, 1)[1]) > 15 and "..." not in line
-    assert "build" in harness("images", "--help").stdout
+    assert "build" in harness_cli("images", "--help").stdout
 
 
 def test_version() -> None:
-    res = harness("--version")
+    res = harness_cli("--version")
     assert res.returncode == 0 and res.stdout.strip() == f"harness {__version__}"
 
 
 def test_exec_json_lines_show_persistent_session(base_image: str) -> None:
-    res = harness(
+    res = harness_cli(
         "exec", "--json", "--no-record", "cd /tmp && export X=7", "echo $X $PWD", "exit 5", "pwd"
     )
     rows = [json.loads(line) for line in res.stdout.splitlines()]
@@ -49,27 +38,27 @@ def test_exec_json_lines_show_persistent_session(base_image: str) -> None:
 
 
 def test_exec_timeout_exit_code(base_image: str) -> None:
-    res = harness("exec", "--no-record", "--timeout", "1", "sleep 30")
+    res = harness_cli("exec", "--no-record", "--timeout", "1", "sleep 30")
     assert res.returncode == 124
     assert "timed out" in res.stdout
 
 
 def test_exec_bad_input_is_a_clear_error(base_image: str) -> None:
-    res = harness("exec", "--no-record", "--env", "NOEQUALS", "true")
+    res = harness_cli("exec", "--no-record", "--env", "NOEQUALS", "true")
     assert res.returncode != 0 and "KEY=VALUE" in res.stderr
-    res = harness("exec", "--no-record", "--memory", "lots", "true")
+    res = harness_cli("exec", "--no-record", "--memory", "lots", "true")
     assert res.returncode != 0 and "invalid size 'lots'" in res.stderr
-    res = harness("exec", "--no-record", "--image", "nope:missing", "true")
+    res = harness_cli("exec", "--no-record", "--image", "nope:missing", "true")
     assert res.returncode != 0 and "harness images build" in res.stderr
 
 
 def test_exec_records_into_the_store(base_image: str, tmp_path: Path) -> None:
-    res = harness(
+    res = harness_cli(
         "exec", "--run-id", "r-cli", "echo hi > /tmp/f", "cat /tmp/f", "false", cwd=tmp_path
     )
     assert res.returncode == 1
     assert "recorded run r-cli in .harness/traces.duckdb" in res.stderr
-    q = harness(
+    q = harness_cli(
         "sql",
         "--format",
         "json",
@@ -81,7 +70,7 @@ def test_exec_records_into_the_store(base_image: str, tmp_path: Path) -> None:
         {"command": "cat /tmp/f", "exit_code": 0, "task": "exec"},
         {"command": "false", "exit_code": 1, "task": "exec"},
     ]
-    q = harness(
+    q = harness_cli(
         "sql",
         "--format",
         "json",
@@ -92,7 +81,7 @@ def test_exec_records_into_the_store(base_image: str, tmp_path: Path) -> None:
 
 
 def test_doctor_json_reports_the_engine(base_image: str) -> None:
-    res = harness("doctor", "--json")
+    res = harness_cli("doctor", "--json")
     report = json.loads(res.stdout)
     names = {c["name"]: c for c in report["checks"]}
     assert res.returncode == 0 and report["ok"] is True
@@ -103,7 +92,7 @@ def test_doctor_json_reports_the_engine(base_image: str) -> None:
 
 
 def test_doctor_names_a_missing_image_and_the_fix(base_image: str) -> None:
-    res = harness("doctor", "--json", "--image", "nope:missing")
+    res = harness_cli("doctor", "--json", "--image", "nope:missing")
     report = json.loads(res.stdout)
     image = next(c for c in report["checks"] if c["name"] == "base image")
     assert res.returncode == 1 and image["status"] == "fail"
@@ -111,5 +100,5 @@ def test_doctor_names_a_missing_image_and_the_fix(base_image: str) -> None:
 
 
 def test_images_build_is_a_noop_when_present(base_image: str) -> None:
-    res = harness("images", "build")
+    res = harness_cli("images", "build")
     assert res.returncode == 0 and "already exists" in res.stdout

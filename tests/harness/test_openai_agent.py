@@ -4,10 +4,7 @@ Completions APIs with scripted replies, through the real ``openai`` client."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +18,7 @@ from harness._agents import load_agent
 from harness._build import task_image
 from harness._tasks import load_task
 from harness._trial import run_trial
+from tests.conftest import harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tasks"
@@ -261,31 +259,22 @@ def test_chat_completions_agent_through_the_cli(
     )
     url = serve(model)
     db = tmp_path / "t.duckdb"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            str(TASKS),
-            "--task-filter",
-            "word-frequency",
-            "--agent",
-            "openai",
-            "--api",
-            "chat",
-            "--model",
-            "test-chat",
-            "--base-url",
-            url,
-            "--db",
-            str(db),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ),
+    res = harness_cli(
+        "run",
+        str(TASKS),
+        "--task-filter",
+        "word-frequency",
+        "--agent",
+        "openai",
+        "--api",
+        "chat",
+        "--model",
+        "test-chat",
+        "--base-url",
+        url,
+        "--db",
+        str(db),
+        "--json",
     )
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.splitlines()[-1])

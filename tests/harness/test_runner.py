@@ -17,7 +17,7 @@ from harness._build import BuildError, task_image
 from harness._runner import pass_at_k, wilson
 from harness._tasks import load_task
 from harness._trial import run_trial
-from tests.conftest import harbor_fixtures
+from tests.conftest import harbor_fixtures, harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = harbor_fixtures()
@@ -188,23 +188,13 @@ def test_cli_run_and_resume_after_sigkill(base_image: str, tmp_path: Path) -> No
     proc.wait()
     done = store.sql("SELECT trial_index FROM trials WHERE run_id = ?", [run_id])
     assert 1 <= len(done) < 4
-    res = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--resume", run_id, "--db", str(db), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    res = harness_cli("run", "--resume", run_id, "--db", str(db), "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.splitlines()[-1])
     assert summary["trials"] == 4 and summary["passed"] == 4 and summary["pass@4"] == 1.0
     idx = store.sql("SELECT trial_index FROM trials WHERE run_id = ? ORDER BY 1", [run_id])
     assert list(idx.trial_index) == [0, 1, 2, 3]
-    runs = subprocess.run(
-        [sys.executable, "-m", "harness", "runs", "--db", str(db), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    runs = harness_cli("runs", "--db", str(db), "--json")
     assert json.loads(runs.stdout)[0]["run_id"] == run_id
 
 
@@ -217,24 +207,8 @@ def test_scripted_agent_from_yaml_through_the_cli(base_image: str, tmp_path: Pat
         "commands: ['echo common >> /tmp/log']\ntasks:\n  needs-done: ['touch /tmp/done']\n"
     )
     db = tmp_path / "t.duckdb"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            str(suite),
-            "--agent",
-            "scripted",
-            "--script",
-            str(script),
-            "--db",
-            str(db),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    res = harness_cli(
+        "run", str(suite), "--agent", "scripted", "--script", str(script), "--db", str(db), "--json"
     )
     assert res.returncode == 0, res.stderr
     by_task = {t["task"]: t for t in json.loads(res.stdout.splitlines()[-1])["tasks"]}
@@ -249,64 +223,28 @@ def test_scripted_agent_from_yaml_through_the_cli(base_image: str, tmp_path: Pat
         ("needs-done", "touch /tmp/done"),
         ("other", "echo common >> /tmp/log"),
     ]
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            str(suite),
-            "--agent",
-            "scripted",
-            "--db",
-            str(db),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    bad = harness_cli("run", str(suite), "--agent", "scripted", "--db", str(db))
     assert bad.returncode == 2 and "--script FILE" in bad.stderr
 
 
 def test_plugin_agent_by_module_and_class(base_image: str, tmp_path: Path) -> None:
     suite = tmp_path / "suite"
     _task(suite, "needs-done")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            str(suite),
-            "--agent",
-            "tests.harness.plugin_agent:TouchDone",
-            "--db",
-            str(tmp_path / "t.db"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    res = harness_cli(
+        "run",
+        str(suite),
+        "--agent",
+        "tests.harness.plugin_agent:TouchDone",
+        "--db",
+        str(tmp_path / "t.db"),
+        "--json",
     )
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.splitlines()[-1])
     assert summary["passed"] == 1
     trial = traces.TraceStore(tmp_path / "t.db").sql("SELECT agent FROM trials").agent[0]
     assert trial == "touch-done"
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            str(suite),
-            "--agent",
-            "no.such.module:Agent",
-            "--db",
-            str(tmp_path / "t.db"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    bad = harness_cli(
+        "run", str(suite), "--agent", "no.such.module:Agent", "--db", str(tmp_path / "t.db")
     )
     assert bad.returncode == 2 and "cannot load agent" in bad.stderr

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness._tasks import find_tasks, load_task
-from tests.conftest import harbor_fixtures
+from tests.conftest import harbor_fixtures, harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = harbor_fixtures()
@@ -120,23 +118,13 @@ def test_problems_name_file_field_and_fix(
 
 
 def test_cli_tasks_check(tmp_path: Path) -> None:
-    good = subprocess.run(
-        [sys.executable, "-m", "harness", "tasks", "check", str(FIXTURES)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    good = harness_cli("tasks", "check", str(FIXTURES))
     assert good.returncode == 0 and "5 valid, 0 invalid" in good.stdout
     bad_dir = tmp_path / "suite"
     shutil.copytree(FIXTURES / "hello-user", bad_dir / "hello-user")
     (bad_dir / "broken").mkdir()
     (bad_dir / "broken" / "task.toml").write_text("[agent]\ntimeout_sec = 0\n")
-    res = subprocess.run(
-        [sys.executable, "-m", "harness", "tasks", "check", str(bad_dir), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    res = harness_cli("tasks", "check", str(bad_dir), "--json")
     assert res.returncode == 1
     report = {Path(r["path"]).name: r for r in json.loads(res.stdout)}
     assert report["hello-user"]["valid"] and not report["broken"]["valid"]

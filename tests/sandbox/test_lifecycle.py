@@ -15,9 +15,9 @@ import docker
 import pytest
 
 from sandbox._owner import owner_labels
+from tests.conftest import harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = [sys.executable, "-m", "harness"]
 
 CHILD = """
 import sys, time
@@ -121,19 +121,14 @@ def _exists(cid: str) -> bool:
 
 
 def test_gc_removes_dead_owners_containers_only(planted: dict[str, str]) -> None:
-    dry = subprocess.run(
-        [*HARNESS, "gc", "--dry-run", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
+    dry = harness_cli("gc", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
     listed = {item["id"] for item in json.loads(dry.stdout)["would_remove"]}
     assert {planted["dead"], planted["dead-image"]} <= listed
     assert not {planted["live"], planted["stranger"], planted["live-image"]} & listed
     assert _exists(planted["dead"])
 
-    res = subprocess.run([*HARNESS, "gc"], capture_output=True, text=True, cwd=ROOT)
+    res = harness_cli("gc")
     assert res.returncode == 0, res.stderr
     assert "removed container" in res.stdout
     assert not _exists(planted["dead"]) and not _exists(planted["dead-image"])
@@ -144,7 +139,7 @@ def test_gc_removes_dead_owners_containers_only(planted: dict[str, str]) -> None
 def test_gc_spares_a_live_sandbox_in_another_process(base_image: str) -> None:
     proc, cid = _spawn(base_image, "plain")
     try:
-        res = subprocess.run([*HARNESS, "gc"], capture_output=True, text=True, cwd=ROOT)
+        res = harness_cli("gc")
         assert res.returncode == 0, res.stderr
         assert _exists(cid)
     finally:

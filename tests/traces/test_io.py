@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tests.conftest import harness_cli
 from traces import Recorder, StoreError, TraceStore, export_run, import_path
 
 from .test_store import record_trial
@@ -168,12 +168,7 @@ def test_spans_also_go_to_an_otlp_collector_with_blobs_referenced(
 
 def test_cli_sql_formats_and_errors(source: TraceStore, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "harness", *args, "--db", str(source.path)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
+        return harness_cli(*args, "--db", str(source.path))
 
     q = "SELECT task, exit_code FROM commands ORDER BY task"
     res = run("sql", q, "--format", "json")
@@ -195,12 +190,7 @@ def test_cli_sql_formats_and_errors(source: TraceStore, tmp_path: Path) -> None:
     assert "trails" in bad.stderr and "trials" in bad.stderr and "commands" in bad.stderr
     exp = tmp_path / "exp"
     assert run("export", "--run", "run-b", "-o", str(exp)).returncode == 0
-    res = subprocess.run(
-        [sys.executable, "-m", "harness", "import", str(exp), "--db", str(tmp_path / "new.duckdb")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    res = harness_cli("import", str(exp), "--db", str(tmp_path / "new.duckdb"))
     assert res.returncode == 0 and "imported 5 spans" in res.stdout
 
 
@@ -226,21 +216,8 @@ def test_cli_otlp_endpoint_flag_sends_recorded_spans(
     tmp_path: Path, collector: tuple[str, list[ExportTraceServiceRequest]], base_image: str
 ) -> None:
     endpoint, received = collector
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "--otlp-endpoint",
-            endpoint,
-            "exec",
-            "--db",
-            str(tmp_path / "t.duckdb"),
-            "echo hi > /tmp/x",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    res = harness_cli(
+        "--otlp-endpoint", endpoint, "exec", "--db", str(tmp_path / "t.duckdb"), "echo hi > /tmp/x"
     )
     assert res.returncode == 0, res.stderr
     names = [
