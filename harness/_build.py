@@ -106,7 +106,7 @@ def task_image(
     mapped = map_dockerfile(dockerfile, image_map)
     # The base images' ids count too: a rebuilt base means rebuilt task images.
     bases = [f"{m.group(3)}={_image_present(m.group(3)) or ''}" for m in _FROM.finditer(mapped)]
-    key = "\0".join([task.environment_hash(), mapped, *bases])
+    key = "\0".join([task.environment_hash, mapped, *bases])
     digest = hashlib.sha256(key.encode()).hexdigest()
     tag = f"harness-task/{_slug(task.id)}:{digest[:16]}"
     if not force:

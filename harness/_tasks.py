@@ -9,6 +9,7 @@ loader does not know are warnings, never failures, so newer task files still loa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -142,10 +143,13 @@ class Task:
     def instruction(self) -> str:
         return self.steps[0].instruction
 
+    @functools.cached_property
     def content_hash(self) -> str:
-        """Hash of every file in the task folder (names, modes and bytes)."""
+        """Hash of every file in the task folder (names, modes and bytes), as loaded; read
+        once per loaded task, not once per trial."""
         return tree_hash(self.path)
 
+    @functools.cached_property
     def environment_hash(self) -> str:
         """What the image is built from: the environment folder, or the image name."""
         env = self.environment

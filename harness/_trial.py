@@ -118,7 +118,7 @@ def run_trial(
         "harness.trial.id": trial_id,
         "harness.trial.index": trial_index,
         "gen_ai.agent.name": agent.name,
-        "harness.task.content_hash": task.content_hash(),
+        "harness.task.content_hash": task.content_hash,
     }
     if getattr(agent, "model", None):
         attrs["gen_ai.request.model"] = str(agent.model)  # type: ignore[attr-defined]
