@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider  # noqa: E402
 
 from traces import DuckDBSpanExporter, TraceStore  # noqa: E402
+from traces.vocab import Attr, Span, blob_ref  # noqa: E402
 
 
 class _Collect(SpanProcessor):
@@ -41,29 +42,29 @@ def make_spans(n: int) -> tuple[list[ReadableSpan], float]:
     provider.add_span_processor(collect)
     tracer = provider.get_tracer("bench")
     t = time.perf_counter()
-    with tracer.start_as_current_span("invoke_agent bench", attributes={"harness.run.id": "r"}):
+    with tracer.start_as_current_span(Span.trial("bench"), attributes={Attr.RUN_ID: "r"}):
         for i in range(n):
             with tracer.start_as_current_span(
-                "sandbox.exec",
+                Span.EXEC,
                 attributes={
-                    "process.command_line": f"grep -rn TODO src/module_{i % 97}.py",
-                    "process.exit.code": i % 3,
-                    "process.working_directory": "/workspace/project",
-                    "harness.timed_out": False,
-                    "harness.oom_killed": False,
-                    "harness.stdout.sha256": f"sha256:{i:064x}",
-                    "harness.stderr.sha256": f"sha256:{i + 1:064x}",
-                    "harness.stdout.bytes": 1000 + i,
-                    "harness.stderr.bytes": 0,
-                    "process.cpu.time": 0.013,
-                    "harness.memory.peak": 12_345_678,
-                    "harness.command.id": i,
-                    "harness.run.id": "run-bench",
-                    "harness.task.id": f"task-{i % 12}",
-                    "gen_ai.tool.call.id": f"call_{i}",
+                    Attr.COMMAND_LINE: f"grep -rn TODO src/module_{i % 97}.py",
+                    Attr.EXIT_CODE: i % 3,
+                    Attr.CWD: "/workspace/project",
+                    Attr.TIMED_OUT: False,
+                    Attr.OOM_KILLED: False,
+                    Attr.STDOUT_BLOB: blob_ref(f"{i:064x}"),
+                    Attr.STDERR_BLOB: blob_ref(f"{i + 1:064x}"),
+                    Attr.STDOUT_BYTES: 1000 + i,
+                    Attr.STDERR_BYTES: 0,
+                    Attr.CPU_TIME: 0.013,
+                    Attr.MEMORY_PEAK: 12_345_678,
+                    Attr.COMMAND_ID: i,
+                    Attr.RUN_ID: "run-bench",
+                    Attr.TASK_ID: f"task-{i % 12}",
+                    Attr.GEN_AI_TOOL_CALL_ID: f"call_{i}",
                 },
             ) as span:
-                span.add_event("exit", {"process.exit.code": i % 3})
+                span.add_event("exit", {Attr.EXIT_CODE: i % 3})
     dt = time.perf_counter() - t
     return collect.spans[:n], n / dt
 
@@ -105,9 +106,9 @@ def baseline_rate(spans: list[ReadableSpan], path: Path) -> float:
                     (s.end_time or 0) - (s.start_time or 0),
                     s.status.status_code.name,
                     json.dumps(attrs),
-                    attrs.get("harness.run.id"),
-                    attrs.get("harness.task.id"),
-                    attrs.get("process.exit.code"),
+                    attrs.get(Attr.RUN_ID),
+                    attrs.get(Attr.TASK_ID),
+                    attrs.get(Attr.EXIT_CODE),
                 ],
             )
             for seq, e in enumerate(s.events):

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import re
-import tarfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import docker.errors
-
-from sandbox._engine import client
+from sandbox import ImageBuildFailed, build_image, image_entrypoint, image_id
+from traces.vocab import Label
 
 from ._tasks import Task
 
@@ -45,9 +40,7 @@ class TaskImage:
     @functools.cached_property
     def entrypoint(self) -> list[str]:
         """The image's ENTRYPOINT and CMD when it has an ENTRYPOINT (a service to start)."""
-        cfg = client().api.inspect_image(self.image_id).get("Config") or {}
-        entry = cfg.get("Entrypoint") or []
-        return [*entry, *(cfg.get("Cmd") or [])] if entry else []
+        return image_entrypoint(self.image_id)
 
 
 def parse_image_map(items: list[str] | None) -> dict[str, str]:
@@ -72,13 +65,6 @@ def map_dockerfile(text: str, image_map: Mapping[str, str]) -> str:
     return _FROM.sub(repl, text)
 
 
-def _image_present(name: str) -> str | None:
-    try:
-        return str(client().images.get(name).id)
-    except docker.errors.ImageNotFound:
-        return None
-
-
 def task_image(
     task: Task,
     image_map: Mapping[str, str] | None = None,
@@ -91,9 +77,9 @@ def task_image(
     env = task.environment
     if env.docker_image and not force:
         name = image_map.get(env.docker_image, env.docker_image)
-        image_id = _image_present(name)
-        if image_id:
-            return TaskImage(name, image_id, True, "")
+        found = image_id(name)
+        if found:
+            return TaskImage(name, found, True, "")
         if env.dockerfile_dir is None:
             raise BuildError(
                 f"task {task.id}: image {name!r} is not on the engine and cannot be pulled "
@@ -105,14 +91,14 @@ def task_image(
     dockerfile = (env.dockerfile_dir / "Dockerfile").read_text(encoding="utf-8")
     mapped = map_dockerfile(dockerfile, image_map)
     # The base images' ids count too: a rebuilt base means rebuilt task images.
-    bases = [f"{m.group(3)}={_image_present(m.group(3)) or ''}" for m in _FROM.finditer(mapped)]
+    bases = [f"{m.group(3)}={image_id(m.group(3)) or ''}" for m in _FROM.finditer(mapped)]
     key = "\0".join([task.environment_hash, mapped, *bases])
     digest = hashlib.sha256(key.encode()).hexdigest()
     tag = f"harness-task/{_slug(task.id)}:{digest[:16]}"
     if not force:
-        image_id = _image_present(tag)
-        if image_id:
-            return TaskImage(tag, image_id, True, "")
+        found = image_id(tag)
+        if found:
+            return TaskImage(tag, found, True, "")
     return _build(task, tag, mapped, progress)
 
 
@@ -120,76 +106,26 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.") or "task"
 
 
-def _context(task: Task, dockerfile: str) -> io.BytesIO:
-    """The environment folder as a tar build context, with the mapped Dockerfile."""
-    assert task.environment.dockerfile_dir is not None
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for p in sorted(task.environment.dockerfile_dir.rglob("*")):
-            rel = p.relative_to(task.environment.dockerfile_dir).as_posix()
-            if rel == "Dockerfile":
-                continue
-            tar.add(p, arcname=rel, recursive=False)
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    return buf
-
-
 def _build(
     task: Task, tag: str, dockerfile: str, progress: Callable[[str], None] | None
 ) -> TaskImage:
-    api = client().api
-    log: list[str] = []
-    deadline = time.monotonic() + task.environment.build_timeout_sec
-    image_id = ""
+    env = task.environment
+    assert env.dockerfile_dir is not None
     try:
-        stream = api.build(
-            fileobj=_context(task, dockerfile),
-            custom_context=True,
-            tag=tag,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            decode=True,
-            labels={"harness.task": task.id, "harness.task.env": tag.rsplit(":", 1)[1]},
+        built = build_image(
+            env.dockerfile_dir,
+            dockerfile,
+            tag,
+            labels={Label.TASK: task.id, Label.TASK_ENV: tag.rsplit(":", 1)[1]},
+            timeout_s=env.build_timeout_sec,
+            progress=progress,
         )
-        for chunk in stream:
-            text = _chunk_text(chunk)
-            if text:
-                log.append(text)
-                if progress is not None and text.strip():
-                    progress(text.strip().splitlines()[-1])
-            if "error" in chunk:
-                raise BuildError(
-                    f"task {task.id}: image build failed: {str(chunk['error']).strip()}",
-                    "".join(log),
-                )
-            if "aux" in chunk and isinstance(chunk["aux"], dict):
-                image_id = chunk["aux"].get("ID", image_id)
-            if time.monotonic() > deadline:
-                raise BuildError(
-                    f"task {task.id}: image build exceeded build_timeout_sec="
-                    f"{task.environment.build_timeout_sec:.0f}",
-                    "".join(log),
-                )
-    except docker.errors.APIError as exc:
-        raise BuildError(
-            f"task {task.id}: image build failed: {exc.explanation or exc}", "".join(log)
-        ) from None
-    image_id = image_id or (_image_present(tag) or "")
-    if not image_id:
-        raise BuildError(f"task {task.id}: build produced no image", "".join(log))
-    return TaskImage(tag, image_id, False, "".join(log))
-
-
-def _chunk_text(chunk: dict[str, Any]) -> str:
-    if "stream" in chunk:
-        return str(chunk["stream"])
-    if "status" in chunk:
-        return str(chunk["status"]) + "\n"
-    if "error" in chunk:
-        return str(chunk["error"]) + "\n"
-    return ""
+    except ImageBuildFailed as exc:
+        if exc.timed_out:
+            raise BuildError(
+                f"task {task.id}: image build exceeded build_timeout_sec="
+                f"{env.build_timeout_sec:.0f}",
+                exc.log,
+            ) from exc
+        raise BuildError(f"task {task.id}: {exc}", exc.log) from exc
+    return TaskImage(tag, built.image_id, False, built.log)

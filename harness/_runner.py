@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import math
 import threading
-import time
-import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -20,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import traces
+from traces.vocab import Attr, Span
 
-from ._agents import load_agent
 from ._build import BuildError, TaskImage, task_image
+from ._record import SCOPE, new_run_id
 from ._tasks import Task, TaskError, find_tasks, load_task
 from ._trial import TrialResult, run_trial
+from .agents import load_agent
 
 
 @dataclass
@@ -63,27 +61,20 @@ def load_suite(cfg: RunConfig) -> list[Task]:
     return tasks
 
 
-def new_run_id() -> str:
-    return f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-
-
 def record_config(recorder: traces.Recorder, run_id: str, cfg: RunConfig) -> None:
-    tracer = recorder.tracer("harness.runner")
+    tracer = recorder.tracer(SCOPE)
     with tracer.start_as_current_span(
-        "harness.run",
-        attributes={
-            "harness.run.id": run_id,
-            "harness.run.config": cfg.to_json(),
-        },
+        Span.RUN,
+        attributes={Attr.RUN_ID: run_id, Attr.RUN_CONFIG: cfg.to_json()},
     ):
         pass
 
 
 def stored_config(store: traces.TraceStore, run_id: str) -> RunConfig:
     df = store.sql(
-        "SELECT json_extract_string(attributes, '$.\"harness.run.config\"') AS c "
-        "FROM spans WHERE name = 'harness.run' AND run_id = ? LIMIT 1",
-        [run_id],
+        f"SELECT json_extract_string(attributes, '$.\"{Attr.RUN_CONFIG}\"') AS c "
+        "FROM spans WHERE name = ? AND run_id = ? LIMIT 1",
+        [Span.RUN, run_id],
     )
     if df.empty:
         raise traces.StoreError(f"no run {run_id!r} in {store.path} (see `harness runs`)")
@@ -91,10 +82,12 @@ def stored_config(store: traces.TraceStore, run_id: str) -> RunConfig:
 
 
 def finished_trials(store: traces.TraceStore, run_id: str) -> set[tuple[str, int]]:
-    df = store.sql(
-        "SELECT task, trial_index FROM trials WHERE run_id = ? AND outcome IS NOT NULL", [run_id]
-    )
-    return {(str(t), int(i)) for t, i in zip(df.task, df.trial_index, strict=True)}
+    """The (task, trial index) pairs of a run that already have an outcome."""
+    return {
+        (t.task, t.trial_index)
+        for t in store.trials(run_id)
+        if t.outcome is not None and t.task is not None and t.trial_index is not None
+    }
 
 
 def run_suite(
@@ -149,60 +142,50 @@ def run_suite(
     return results
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased estimator of pass@k from n trials with c passes (Chen et al., 2021)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+@dataclass
+class RunPlan:
+    """A run ready to start: its id, configuration, tasks, and the trials already done."""
+
+    run_id: str
+    config: RunConfig
+    tasks: list[Task]
+    skip: set[tuple[str, int]] = field(default_factory=set)
+    resumed: bool = False
+
+    @property
+    def total(self) -> int:
+        """Trials this run will start."""
+        return len(self.tasks) * self.config.trials - len(self.skip)
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a pass rate."""
-    if n == 0:
-        return 0.0, 0.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+def plan_run(
+    store: traces.TraceStore, config: RunConfig | None = None, resume: str | None = None
+) -> RunPlan:
+    """Check everything a run needs before any trial starts: its tasks load, its agent loads
+    with its options; for ``resume``, which trials of that run still lack an outcome.
+
+    Raises:
+        TaskError, ValueError (a bad agent or option), traces.StoreError (no such run).
+    """
+    if resume:
+        config = stored_config(store, resume)
+        run_id, skip = resume, finished_trials(store, resume)
+    elif config is None:
+        raise ValueError("name at least one task folder (or use --resume RUN_ID)")
+    else:
+        run_id, skip = new_run_id(), set()
+    tasks = load_suite(config)
+    load_agent(config.agent, config.agent_options)  # a bad agent fails now, not in every trial
+    return RunPlan(run_id, config, tasks, skip, resumed=bool(resume))
 
 
-def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, Any]:
-    """Per-task rows and suite figures for a run, from the store."""
-    df = store.sql("SELECT * FROM trials WHERE run_id = ? ORDER BY task, trial_index", [run_id])
-    per_task = []
-    passes: dict[str, tuple[int, int]] = {}
-    for task, g in df.groupby("task", sort=True):
-        n, c = len(g), int(g.passed.fillna(False).astype(bool).sum())
-        passes[str(task)] = (n, c)
-        per_task.append(
-            {
-                "task": task,
-                "trials": n,
-                "pass_rate": c / n if n else 0.0,
-                "mean_reward": float(g.reward.mean()) if g.reward.notna().any() else None,
-                "mean_steps": float(g.steps.mean()) if g.steps.notna().any() else None,
-                "input_tokens": int(g.input_tokens.fillna(0).sum()),
-                "output_tokens": int(g.output_tokens.fillna(0).sum()),
-                "mean_duration_s": float(g.duration_s.mean()),
-            }
-        )
-    n_all = sum(n for n, _ in passes.values())
-    c_all = sum(c for _, c in passes.values())
-    lo, hi = wilson(c_all, n_all)
-    pass_k = {}
-    for k in range(1, max(1, trials) + 1):
-        vals = [pass_at_k(n, c, k) for n, c in passes.values() if n >= k]
-        if vals:
-            pass_k[f"pass@{k}"] = sum(vals) / len(vals)
-    errors = Counter(o for o in df.outcome if o not in ("passed", "failed"))
-    return {
-        "run_id": run_id,
-        "tasks": per_task,
-        "trials": n_all,
-        "passed": c_all,
-        "pass_rate": c_all / n_all if n_all else 0.0,
-        "pass_rate_ci95": [lo, hi],
-        **pass_k,
-        "errors": dict(errors),
-    }
+def execute_run(
+    plan: RunPlan,
+    recorder: traces.Recorder,
+    on_result: Callable[[TrialResult], None] | None = None,
+    on_build: Callable[[str], None] | None = None,
+) -> list[TrialResult]:
+    """Record the run's configuration (a new run) and run its remaining trials."""
+    if not plan.resumed:
+        record_config(recorder, plan.run_id, plan.config)
+    return run_suite(plan.tasks, plan.config, recorder, plan.run_id, plan.skip, on_result, on_build)

@@ -463,3 +463,14 @@ def find_tasks(paths: list[str | os.PathLike[str]]) -> list[Path]:
         else:
             found.append(p)  # load_task reports it
     return found
+
+
+def load_tasks(paths: list[str | os.PathLike[str]]) -> list[Task]:
+    """Every task ``paths`` name, loaded; raises TaskError for the first invalid one."""
+    tasks = []
+    for path in find_tasks(paths):
+        task, problems = load_task(path)
+        if task is None:
+            raise TaskError(Path(path), problems)
+        tasks.append(task)
+    return tasks

@@ -1,5 +1,11 @@
 """One trial: a task, an agent, a fresh recorded sandbox, a verifier, an outcome.
 
+A trial runs as phases, each its own span under the trial root: ``setup`` (the sandbox, the
+image's services, the healthcheck), then per stage of the task ``agent`` and ``verify``. The
+phases share one small :class:`TrialContext` and only record what happened in its
+:class:`Findings`; :func:`decide` alone turns findings into the outcome. Replay and fork
+swap the agent phase.
+
 Outcomes: ``passed``/``failed`` (with a reward), ``agent_timeout``, ``verifier_timeout``,
 ``verifier_error`` (no reward file; the test output is in the record), ``build_error`` and
 ``infra_error`` (the engine failed; retried first). A trial never raises for any of these.
@@ -12,20 +18,22 @@ import re
 import shlex
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker.errors
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Status, StatusCode, Tracer
 
 import traces
 from sandbox import Limits, Recording, Sandbox, SandboxError
+from traces.vocab import OUTCOMES, Attr, Outcome, Span
 
-from ._agents import Agent, AgentContext, AgentSession, upload_dir
 from ._build import BuildError, TaskImage
-from ._tasks import Step, Task
+from ._record import SCOPE, finish_trial, new_trial_id, trial_root
+from ._tasks import Healthcheck, Step, Task
+from .agents import Agent, AgentContext, AgentSession, upload_dir
+
+__all__ = ["OUTCOMES", "TrialResult", "TrialSettings", "read_reward", "run_trial"]
 
 # Output of a download that failed for want of network (curl, wget, pip, apt, DNS).
 _OFFLINE = re.compile(
@@ -35,15 +43,6 @@ _OFFLINE = re.compile(
     re.IGNORECASE,
 )
 
-OUTCOMES = (
-    "passed",
-    "failed",
-    "agent_timeout",
-    "verifier_timeout",
-    "verifier_error",
-    "build_error",
-    "infra_error",
-)
 FOOTER = (
     "\n\n---\nYou have {seconds:.0f} seconds for this task; commands still running "
     "after that are stopped.\n"
@@ -64,13 +63,73 @@ class TrialResult:
 
     @property
     def passed(self) -> bool:
-        return self.outcome == "passed"
+        return self.outcome == Outcome.PASSED
 
 
-class _Outcome(Exception):
-    def __init__(self, outcome: str, error: str = "") -> None:
-        super().__init__(error or outcome)
-        self.outcome, self.error = outcome, error
+@dataclass(frozen=True)
+class TrialSettings:
+    """How trials of a run are run, beyond the task and the agent."""
+
+    timeout_multiplier: float = 1.0
+    footer: bool = True  # tell the agent its time budget
+    infra_retries: int = 2
+
+
+@dataclass
+class Findings:
+    """What the phases saw in one attempt; :func:`decide` makes the outcome of them."""
+
+    setup_error: str = ""
+    agent_error: str = ""
+    agent_timed_out: bool = False
+    verifier_timeout: str = ""
+    verifier_error: str = ""
+    rewards: list[float] = field(default_factory=list)  # one per stage verified
+    named_rewards: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+
+    @property
+    def stopped(self) -> bool:
+        """A phase failed in a way that makes the remaining phases pointless."""
+        return bool(self.setup_error or self.agent_error or self.verifier_timeout) or bool(
+            self.verifier_error
+        )
+
+
+@dataclass
+class TrialContext:
+    """What the phases of one trial share."""
+
+    task: Task
+    agent: Agent
+    image: TaskImage
+    recorder: traces.Recorder
+    tracer: Tracer
+    run_id: str
+    settings: TrialSettings
+    root_context: Any  # the OTel context of the trial root
+    sandbox: Sandbox | None = None
+    findings: Findings = field(default_factory=Findings)
+
+
+def decide(task: Task, f: Findings) -> tuple[str, str, float | None]:
+    """The outcome, error text and reward of an attempt: the one place outcomes are made.
+
+    A trial scores only when every stage was verified; one that stopped early has no reward.
+    """
+    if f.setup_error:
+        return Outcome.INFRA_ERROR, f.setup_error, None
+    if f.agent_error:
+        return Outcome.INFRA_ERROR, f.agent_error, None
+    if f.verifier_timeout:
+        return Outcome.VERIFIER_TIMEOUT, f.verifier_timeout, None
+    if f.verifier_error:
+        return Outcome.VERIFIER_ERROR, f.verifier_error, None
+    rewards = f.rewards
+    reward = rewards[-1] if task.reward_strategy == "final" else sum(rewards) / len(rewards)
+    if f.agent_timed_out:
+        return Outcome.AGENT_TIMEOUT, "the agent ran out of time", reward
+    return (Outcome.PASSED if reward >= 1.0 else Outcome.FAILED), "", reward
 
 
 def read_reward(sb: Sandbox) -> tuple[float, dict[str, float]] | None:
@@ -110,109 +169,104 @@ def run_trial(
     trial_id: str | None = None,
 ) -> TrialResult:
     """Run one trial and record it as one trace; returns its outcome."""
-    trial_id = trial_id or uuid.uuid4().hex
-    tracer = recorder.tracer("harness.runner")
-    attrs: dict[str, Any] = {
-        "harness.run.id": run_id,
-        "harness.task.id": task.id,
-        "harness.trial.id": trial_id,
-        "harness.trial.index": trial_index,
-        "gen_ai.agent.name": agent.name,
-        "harness.task.content_hash": task.content_hash,
-    }
-    if getattr(agent, "model", None):
-        attrs["gen_ai.request.model"] = str(agent.model)  # type: ignore[attr-defined]
-    if isinstance(image, TaskImage):
-        attrs.update({"container.image.name": image.tag, "container.image.id": image.image_id})
+    settings = TrialSettings(timeout_multiplier, footer, infra_retries)
+    trial_id = trial_id or new_trial_id()
+    tracer = recorder.tracer(SCOPE)
     t0 = time.monotonic()
-    result = TrialResult(task.id, trial_index, trial_id, "infra_error")
-    with tracer.start_as_current_span(f"invoke_agent {agent.name}", attributes=attrs) as root:
+    result = TrialResult(task.id, trial_index, trial_id, Outcome.INFRA_ERROR)
+    built = image if isinstance(image, TaskImage) else None
+    model = getattr(agent, "model", None)
+    with trial_root(
+        tracer,
+        run_id=run_id,
+        task_id=task.id,
+        agent=agent.name,
+        trial_id=trial_id,
+        trial_index=trial_index,
+        content_hash=task.content_hash,
+        model=str(model) if model else None,
+        image_name=built.tag if built else None,
+        image_id=built.image_id if built else None,
+    ) as root:
         if isinstance(image, BuildError):
-            result.outcome, result.error = "build_error", str(image)
+            result.outcome, result.error = Outcome.BUILD_ERROR, str(image)
             if image.log:
-                root.set_attribute(
-                    "harness.build_log.sha256", recorder.put_blob(image.log.encode())
-                )
+                root.set_attribute(Attr.BUILD_LOG, recorder.put_blob(image.log.encode()))
         else:
-            for attempt in range(infra_retries + 1):
+            root_context = otel_context.get_current()
+            for attempt in range(settings.infra_retries + 1):
+                ctx = TrialContext(
+                    task, agent, image, recorder, tracer, run_id, settings, root_context
+                )
                 try:
-                    _attempt(
-                        task,
-                        agent,
-                        image,
-                        recorder,
-                        tracer,
-                        result,
-                        run_id,
-                        timeout_multiplier,
-                        footer,
+                    _attempt(ctx)
+                except SandboxError as exc:
+                    result.outcome, result.error = (
+                        Outcome.INFRA_ERROR,
+                        f"{type(exc).__name__}: {exc}",
                     )
-                    break
-                except _Outcome as o:
-                    result.outcome, result.error = o.outcome, o.error
-                    break
-                except (SandboxError, docker.errors.DockerException) as exc:
-                    result.outcome, result.error = "infra_error", f"{type(exc).__name__}: {exc}"
-                    root.add_event("infra_error", {"attempt": attempt, "error": str(exc)[:2000]})
+                    result.steps = ctx.findings.steps
+                    root.add_event(
+                        Outcome.INFRA_ERROR, {"attempt": attempt, "error": str(exc)[:2000]}
+                    )
+                    continue
+                outcome, error, reward = decide(task, ctx.findings)
+                result.outcome, result.error, result.reward = outcome, error, reward
+                result.rewards = dict(ctx.findings.named_rewards)
+                result.steps = ctx.findings.steps
+                break
         result.duration_s = time.monotonic() - t0
-        root.set_attributes(
-            {
-                "harness.outcome": result.outcome,
-                "harness.passed": result.passed,
-                "harness.steps": result.steps,
-                **({"harness.reward": result.reward} if result.reward is not None else {}),
-                **({"harness.error": result.error[:4000]} if result.error else {}),
-            }
+        finish_trial(
+            root, result.outcome, steps=result.steps, reward=result.reward, error=result.error
         )
-        if result.outcome not in ("passed", "failed"):
-            root.set_status(Status(StatusCode.ERROR, result.outcome))
     return result
 
 
-def _attempt(
-    task: Task,
-    agent: Agent,
-    image: TaskImage,
-    recorder: traces.Recorder,
-    tracer: Any,
-    result: TrialResult,
-    run_id: str,
-    mult: float,
-    footer: bool,
-) -> None:
-    env = task.environment
-    limits = Limits(memory=env.memory_mb << 20, cpus=env.cpus)
-    with Sandbox(
-        image.tag,
-        limits=limits,
-        env=env.env,
-        workdir=env.workdir,
-        network=env.network,
-        run_id=run_id,
-        record=Recording(tracer=tracer, blobs=recorder),
-    ) as sb:
-        _start_services(sb, image)
+def _attempt(ctx: TrialContext) -> None:
+    """One try at the trial in a fresh sandbox: setup, then agent and verify per stage."""
+    try:
+        _setup(ctx)
+        for stage in ctx.task.steps:
+            if ctx.findings.stopped:
+                break
+            _agent_phase(ctx, stage)
+            if ctx.findings.stopped:
+                break
+            _verify(ctx, stage)
+        if not ctx.findings.stopped and len(ctx.findings.rewards) > 1:
+            ctx.findings.named_rewards.update(
+                {
+                    f"step.{s.name}": r
+                    for s, r in zip(ctx.task.steps, ctx.findings.rewards, strict=False)
+                }
+            )
+    finally:
+        if ctx.sandbox is not None:
+            ctx.sandbox.close()
+
+
+# -- phases --------------------------------------------------------------------------------
+
+
+def _setup(ctx: TrialContext) -> None:
+    """Start the sandbox and what the image serves; wait until the environment is healthy."""
+    env = ctx.task.environment
+    with ctx.tracer.start_as_current_span(Span.SETUP) as span:
+        ctx.sandbox = Sandbox(
+            ctx.image.tag,
+            limits=Limits(memory=env.memory_mb << 20, cpus=env.cpus),
+            env=env.env,
+            workdir=env.workdir,
+            network=env.network,
+            run_id=ctx.run_id,
+            record=Recording(tracer=ctx.tracer, blobs=ctx.recorder, parent=ctx.root_context),
+        ).start()
+        _start_services(ctx.sandbox, ctx.image)
         if env.healthcheck is not None:
-            _wait_healthy(sb, env.healthcheck)
-        rewards: list[float] = []
-        timed_out = False
-        for step in task.steps:
-            timed_out = (
-                _agent_phase(task, step, agent, sb, result, mult, footer, tracer, recorder)
-                or timed_out
-            )
-            reward = _verify(step, sb, tracer, mult, result)
-            rewards.append(reward)
-        result.reward = (
-            rewards[-1] if task.reward_strategy == "final" else (sum(rewards) / len(rewards))
-        )
-        if len(rewards) > 1:
-            result.rewards.update(
-                {f"step.{s.name}": r for s, r in zip(task.steps, rewards, strict=True)}
-            )
-        if timed_out:
-            raise _Outcome("agent_timeout", "the agent ran out of time")
-        result.outcome = "passed" if result.reward >= 1.0 else "failed"
+            problem = _wait_healthy(ctx.sandbox, env.healthcheck)
+            if problem:
+                span.set_status(Status(StatusCode.ERROR, "never healthy"))
+                ctx.findings.setup_error = problem
 
 
 def _start_services(sb: Sandbox, image: TaskImage) -> None:
@@ -223,110 +277,105 @@ def _start_services(sb: Sandbox, image: TaskImage) -> None:
         sb.run(f"(setsid {argv} >/tmp/.harness-entrypoint.log 2>&1 </dev/null &)")
 
 
-def _wait_healthy(sb: Sandbox, hc: Any) -> None:
+def _wait_healthy(sb: Sandbox, hc: Healthcheck) -> str:
+    """'' once the healthcheck passes; otherwise why the environment never became healthy."""
     deadline = time.monotonic() + hc.start_period_sec + hc.retries * hc.interval_sec + 60
     failures = 0
     started = time.monotonic()
     while True:
         r = sb.run(hc.command, timeout=hc.timeout_sec)
         if r.exit_code == 0:
-            return
+            return ""
         in_start_period = time.monotonic() - started < hc.start_period_sec
         failures += 0 if in_start_period else 1
         if failures > hc.retries or time.monotonic() > deadline:
-            raise _Outcome(
-                "infra_error",
-                f"the environment never became healthy: {hc.command!r} exited {r.exit_code}",
-            )
+            return f"the environment never became healthy: {hc.command!r} exited {r.exit_code}"
         wait = hc.start_interval_sec if in_start_period else hc.interval_sec
         time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
 
 
-def _agent_phase(
-    task: Task,
-    step: Step,
-    agent: Agent,
-    sb: Sandbox,
-    result: TrialResult,
-    mult: float,
-    footer: bool,
-    tracer: Any,
-    recorder: traces.Recorder,
-) -> bool:
-    """Run the agent on one step; True if it ran out of time."""
-    budget = step.agent_timeout_sec * mult
-    session = AgentSession(sb, task.agent_user, time.monotonic() + budget)
-    instruction = step.instruction + (FOOTER.format(seconds=budget) if footer else "")
-    ctx = AgentContext(
-        task, step, env=dict(task.solution_env), tracer=tracer, put_blob=recorder.put_blob
+def _agent_phase(ctx: TrialContext, stage: Step) -> None:
+    """Run the agent on one stage, within its time budget."""
+    assert ctx.sandbox is not None
+    task, agent, f = ctx.task, ctx.agent, ctx.findings
+    budget = stage.agent_timeout_sec * ctx.settings.timeout_multiplier
+    session = AgentSession(ctx.sandbox, task.agent_user, time.monotonic() + budget)
+    footer = FOOTER.format(seconds=budget) if ctx.settings.footer else ""
+    agent_ctx = AgentContext(
+        task,
+        stage,
+        env=dict(task.solution_env),
+        tracer=ctx.tracer,
+        put_blob=ctx.recorder.put_blob,
     )
-    error: list[BaseException] = []
-    parent = otel_context.get_current()  # the agent's spans belong to this trial's trace
+    with ctx.tracer.start_as_current_span(Span.AGENT, attributes={Attr.STAGE: stage.name}) as span:
+        error: list[BaseException] = []
+        parent = otel_context.get_current()  # the agent's spans belong to this phase
 
-    def target() -> None:
-        token = otel_context.attach(parent)
-        try:
-            agent.run(instruction, session, ctx)
-        except BaseException as exc:  # noqa: BLE001 - reported as the trial's error
-            error.append(exc)
-        finally:
-            otel_context.detach(token)
+        def target() -> None:
+            token = otel_context.attach(parent)
+            try:
+                agent.run(stage.instruction + footer, session, agent_ctx)
+            except BaseException as exc:  # noqa: BLE001 - reported as the trial's error
+                error.append(exc)
+            finally:
+                otel_context.detach(token)
 
-    thread = threading.Thread(target=target, name=f"agent-{task.id}", daemon=True)
-    thread.start()
-    thread.join(budget + 5.0)
-    timed_out = thread.is_alive() or session.remaining() <= 0
-    if thread.is_alive():
-        sb.kill_processes()  # whatever the agent is waiting for returns now
-        thread.join(30.0)
-    result.steps += session.commands
-    if error and not timed_out:
-        raise _Outcome(
-            "infra_error", f"agent {agent.name} failed: {type(error[0]).__name__}: {error[0]}"
-        )
-    return timed_out
+        thread = threading.Thread(target=target, name=f"agent-{task.id}", daemon=True)
+        thread.start()
+        thread.join(budget + 5.0)
+        timed_out = thread.is_alive() or session.remaining() <= 0
+        if thread.is_alive():
+            ctx.sandbox.kill_processes()  # whatever the agent is waiting for returns now
+            thread.join(30.0)
+        f.steps += session.commands
+        f.agent_timed_out = f.agent_timed_out or timed_out
+        if timed_out:
+            span.set_status(Status(StatusCode.ERROR, "timed out"))
+        elif error:
+            span.set_status(Status(StatusCode.ERROR, "agent failed"))
+            f.agent_error = f"agent {agent.name} failed: {type(error[0]).__name__}: {error[0]}"
 
 
-def _verify(step: Step, sb: Sandbox, tracer: Any, mult: float, result: TrialResult) -> float:
-    with tracer.start_as_current_span("verify", attributes={"harness.step": step.name}) as span:
+def _verify(ctx: TrialContext, stage: Step) -> None:
+    """Run the stage's tests and read the reward they wrote."""
+    sb, f = ctx.sandbox, ctx.findings
+    assert sb is not None
+    timeout = stage.verifier_timeout_sec * ctx.settings.timeout_multiplier
+    with ctx.tracer.start_as_current_span(Span.VERIFY, attributes={Attr.STAGE: stage.name}) as span:
         sb.run(
             "rm -rf /tests /logs/verifier && mkdir -p /tests /logs/verifier "
             "&& chmod 777 /logs /logs/verifier"
         )
-        if step.tests_dir is not None:
-            upload_dir(sb, step.tests_dir, "/tests")
-        r = sb.run(
-            f"{_exports(step.verifier_env)}bash /tests/test.sh",
-            timeout=step.verifier_timeout_sec * mult,
-        )
+        if stage.tests_dir is not None:
+            upload_dir(sb, stage.tests_dir, "/tests")
+        r = sb.run(f"{_exports(stage.verifier_env)}bash /tests/test.sh", timeout=timeout)
         if r.timed_out:
             span.set_status(Status(StatusCode.ERROR, "verifier timed out"))
-            raise _Outcome(
-                "verifier_timeout",
-                f"tests/test.sh ran past {step.verifier_timeout_sec * mult:.0f} s",
-            )
+            f.verifier_timeout = f"tests/test.sh ran past {timeout:.0f} s"
+            return
         got = read_reward(sb)
         if got is None:
             tail = (r.stdout_text + r.stderr_text)[-1500:]
             span.set_status(Status(StatusCode.ERROR, "no reward file"))
-            raise _Outcome(
-                "verifier_error",
+            f.verifier_error = (
                 f"tests/test.sh (exit {r.exit_code}) wrote no "
-                f"/logs/verifier/reward.txt or reward.json; its output ends:\n{tail}",
+                f"/logs/verifier/reward.txt or reward.json; its output ends:\n{tail}"
             )
+            return
         reward, rewards = got
         output = r.stdout_text + r.stderr_text
         if reward <= 0 and (m := _OFFLINE.search(output)):
             # The tests could not run: they need a download this trial has no network for.
             span.set_status(Status(StatusCode.ERROR, "verifier needs the network"))
-            raise _Outcome(
-                "verifier_error",
+            f.verifier_error = (
                 "tests/test.sh needs network access the trial "
                 f"does not have ({m.group(0).strip()}); its output ends:\n"
-                f"{output[-1500:]}",
+                f"{output[-1500:]}"
             )
-        span.set_attribute("harness.reward", reward)
+            return
+        span.set_attribute(Attr.REWARD, reward)
         for k, v in rewards.items():
-            span.set_attribute(f"harness.reward.{k}", v)
-        result.rewards.update(rewards)
-        return reward
+            span.set_attribute(Attr.reward(k), v)
+        f.named_rewards.update(rewards)
+        f.rewards.append(reward)

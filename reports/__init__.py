@@ -1,3 +1,6 @@
-"""Rendering from the trace store: HTML report, Markdown and JUnit."""
+"""Reading a run back: statistics now; compare/gate, terminal story, HTML, Markdown and JUnit
+as they land. Reads the store only through the ``traces`` read model."""
 
-__all__: list[str] = []
+from ._summary import pass_at_k, summarize, wilson
+
+__all__ = ["pass_at_k", "summarize", "wilson"]

@@ -7,6 +7,7 @@ harness brings one up itself when it can (root on Debian: ``apt-get install dock
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -14,12 +15,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ContextDecorator
 from pathlib import Path
+from types import TracebackType
 
 import docker
 import docker.errors
+import requests.exceptions
+import urllib3.exceptions
 
-from ._errors import EngineUnavailable
+from ._errors import EngineError, EngineUnavailable, ImageNotFound, SandboxError
+
+logger = logging.getLogger(__name__)
 
 DOCKERD_LOG = Path(os.environ.get("HARNESS_DOCKERD_LOG", "/var/log/harness-dockerd.log"))
 
@@ -50,6 +57,56 @@ def _why(exc: BaseException) -> str:
     return text[-1][:200] if text else type(exc).__name__
 
 
+class engine_errors(ContextDecorator):  # noqa: N801 - used like a function
+    """Translate the engine client's exceptions into :class:`SandboxError` s (``from`` them).
+
+    A context manager or a decorator; ``what`` completes "... while <what>". Errors that are
+    already ``SandboxError`` s, and everything that is not the engine client's (Ctrl-C,
+    ``FileNotFoundError`` for a missing file), pass through unchanged.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, SandboxError):
+            return
+        translated = translate(exc, self.what)
+        if translated is not None:
+            raise translated from exc
+
+
+def translate(exc: BaseException, what: str) -> SandboxError | None:
+    """The ``SandboxError`` an engine client exception stands for, or None if it is not one."""
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            urllib3.exceptions.HTTPError,
+        ),
+    ):
+        return EngineUnavailable(
+            f"the Docker engine stopped answering while {what} ({_why(exc)}); check that it "
+            "still runs (`harness doctor`), or restart it with `harness setup`."
+        )
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return ImageNotFound(f"image not found while {what}: {exc.explanation or exc}")
+    if isinstance(exc, docker.errors.APIError):
+        return EngineError(f"the Docker engine failed while {what}: {exc.explanation or exc}")
+    if isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException)):
+        return EngineError(f"the Docker engine failed while {what}: {_why(exc)}")
+    return None
+
+
 def engine_answers(timeout: float = 3.0) -> bool:
     try:
         c = docker.from_env(timeout=timeout)
@@ -67,7 +124,7 @@ def is_local_engine() -> bool:
     return host == "" or host.startswith("unix://")
 
 
-def ensure_engine(say: Callable[[str], None] = print, wait_s: float = 90.0) -> None:
+def ensure_engine(say: Callable[[str], None] = logger.info, wait_s: float = 90.0) -> None:
     """Make sure a Docker engine answers, installing and starting one if needed and possible."""
     if engine_answers():
         return
@@ -119,7 +176,7 @@ def ensure_engine(say: Callable[[str], None] = print, wait_s: float = 90.0) -> N
     )
 
 
-def apt_install(packages: list[str], say: Callable[[str], None] = print) -> None:
+def apt_install(packages: list[str], say: Callable[[str], None] = logger.info) -> None:
     """Install Debian packages non-interactively, refreshing the package lists if needed."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "-q", *packages]

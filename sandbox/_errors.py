@@ -1,4 +1,8 @@
-"""Errors raised by the sandbox layer. Each message says what failed and how to fix it."""
+"""Errors raised by the sandbox layer. Each message says what failed and how to fix it.
+
+Every failure of the engine reaches callers as one of these, with the engine client's own
+exception as its ``__cause__``: callers never need to know the Docker SDK's exception types.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,25 @@ class SandboxError(Exception):
 
 
 class EngineUnavailable(SandboxError):
-    """No Docker engine answers, and none could be started here."""
+    """No Docker engine answers: none is running and none could be started here, or the one
+    in use went away (its connection failed)."""
+
+
+class EngineError(SandboxError):
+    """The engine answered with an error to a request that should have succeeded."""
 
 
 class ImageNotFound(SandboxError):
     """The image a sandbox asks for is not present on the engine."""
+
+
+class ImageBuildFailed(SandboxError):
+    """An image build failed or timed out; ``log`` has the build output so far."""
+
+    def __init__(self, message: str, log: str = "", *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.log = log
+        self.timed_out = timed_out
 
 
 class SessionLost(SandboxError):

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import docker.errors
 
-from ._engine import client
-from ._owner import MANAGED, OWNER_PID, RUN_ID, TEMP_IMAGE, owner_alive
+from traces.vocab import Label
+
+from ._engine import client, engine_errors
+from ._owner import owner_alive
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class Leftover:
     run_id: str
 
 
+@engine_errors("listing leftover containers and images")
 def find_leftovers() -> list[Leftover]:
     """Containers and temporary images labelled by harness whose owner process has exited.
 
@@ -29,24 +32,35 @@ def find_leftovers() -> list[Leftover]:
     """
     c = client()
     found: list[Leftover] = []
-    for ct in c.containers.list(all=True, filters={"label": f"{MANAGED}=1"}):
+    for ct in c.containers.list(all=True, filters={"label": f"{Label.MANAGED}=1"}):
         labels = ct.labels or {}
         if owner_alive(labels) is False:
             found.append(
                 Leftover(
-                    "container", ct.id, ct.name, labels.get(OWNER_PID, ""), labels.get(RUN_ID, "")
+                    "container",
+                    ct.id,
+                    ct.name,
+                    labels.get(Label.OWNER_PID, ""),
+                    labels.get(Label.RUN_ID, ""),
                 )
             )
-    for im in c.images.list(filters={"label": f"{TEMP_IMAGE}=1"}):
+    for im in c.images.list(filters={"label": f"{Label.TEMP}=1"}):
         labels = im.labels or {}
         if owner_alive(labels) is False:
             name = im.tags[0] if im.tags else im.short_id
             found.append(
-                Leftover("image", im.id, name, labels.get(OWNER_PID, ""), labels.get(RUN_ID, ""))
+                Leftover(
+                    "image",
+                    im.id,
+                    name,
+                    labels.get(Label.OWNER_PID, ""),
+                    labels.get(Label.RUN_ID, ""),
+                )
             )
     return found
 
 
+@engine_errors("removing leftover containers and images")
 def gc(dry_run: bool = False) -> list[Leftover]:
     """Remove leftovers (containers first, so their images are free); returns what it found."""
     api = client().api

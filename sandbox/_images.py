@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -19,9 +20,13 @@ from pathlib import Path
 
 import docker.errors
 
-from ._engine import apt_install, client
-from ._errors import SandboxError
+from traces.vocab import Label
+
+from ._engine import apt_install, client, engine_errors
+from ._errors import ImageNotFound, SandboxError
 from ._session import DEFAULT_IMAGE
+
+logger = logging.getLogger(__name__)
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -39,7 +44,6 @@ PACKAGES = (
     "passwd",  # useradd, for tasks with an [agent] user
 )
 DEFAULT_MIRROR = os.environ.get("HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-RECIPE_LABEL = "harness.recipe"
 
 DOCKERFILE = """\
 FROM {rootfs}
@@ -59,20 +63,41 @@ def recipe_hash(suite: str = SUITE, packages: tuple[str, ...] = PACKAGES) -> str
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@engine_errors("looking up an image")
 def image_exists(name: str) -> bool:
+    """Whether the engine has an image of this name (or id)."""
+    return image_id(name) is not None
+
+
+@engine_errors("looking up an image")
+def image_id(name: str) -> str | None:
+    """The id (``sha256:...``) of the engine's image of this name, or None if it has none."""
     try:
-        client().images.get(name)
-        return True
+        return str(client().images.get(name).id)
     except docker.errors.ImageNotFound:
-        return False
+        return None
 
 
+@engine_errors("inspecting an image")
+def image_entrypoint(image_id: str) -> list[str]:
+    """The image's ENTRYPOINT followed by its CMD when it has an ENTRYPOINT (a service the
+    image means to start), else ``[]``."""
+    try:
+        info = client().api.inspect_image(image_id)
+    except docker.errors.ImageNotFound as exc:
+        raise ImageNotFound(f"image {image_id!r} is not on the engine") from exc
+    cfg = info.get("Config") or {}
+    entry = cfg.get("Entrypoint") or []
+    return [*entry, *(cfg.get("Cmd") or [])] if entry else []
+
+
+@engine_errors("building the base image")
 def build_base_image(
     name: str = DEFAULT_IMAGE,
     *,
     force: bool = False,
     mirror: str = DEFAULT_MIRROR,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = logger.info,
 ) -> str:
     """Build ``name`` from Debian's mirror; a no-op returning the existing id unless ``force``.
 
@@ -99,7 +124,7 @@ def build_base_image(
         _import(root, rootfs_tag)
     progress("adding the configuration layer")
     dockerfile = DOCKERFILE.format(
-        rootfs=rootfs_tag, label=RECIPE_LABEL, recipe=recipe, suite=SUITE
+        rootfs=rootfs_tag, label=Label.RECIPE, recipe=recipe, suite=SUITE
     )
     try:
         image, _ = images.build(

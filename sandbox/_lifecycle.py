@@ -1,18 +1,19 @@
 """Removing containers however the process ends.
 
-Normal exit and exceptions are handled by ``Sandbox.__exit__``; this module adds the rest:
-``atexit`` for sandboxes used without ``with``, and SIGTERM/SIGHUP turned into ``SystemExit``
-so that ``with`` blocks unwind instead of the process vanishing. SIGKILL cannot be handled in
-process: there the container's PID 1 reads EOF on its stdin and the engine auto-removes it.
+Normal exit and exceptions are handled by ``Sandbox.__exit__``; this module adds ``atexit``
+for sandboxes used without ``with`` (and for those still open when the interpreter exits).
+Signals are the application's to decide: a library installs no handlers. A process that
+dies on a signal (SIGTERM with the default action, SIGKILL) runs no Python at all; there the
+container's PID 1, which reads our end of its stdin, sees EOF and exits, and the engine
+auto-removes the container. An application that wants ``with`` blocks to unwind on SIGTERM
+(so that ``sandbox.stop`` is recorded, say) turns it into ``SystemExit`` itself.
 """
 
 from __future__ import annotations
 
 import atexit
-import signal
 import threading
 import weakref
-from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,26 +24,12 @@ _lock = threading.Lock()
 _installed = False
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _install() -> None:
-    global _installed
-    _installed = True
-    atexit.register(close_all)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        # Respect a handler the application installed itself.
-        if signal.getsignal(sig) in (signal.SIG_DFL, None):
-            signal.signal(sig, _on_signal)
-
-
 def register(sb: Sandbox) -> None:
+    global _installed
     with _lock:
         if not _installed:
-            _install()
+            atexit.register(close_all)
+            _installed = True
         _live.add(sb)
 
 

@@ -6,12 +6,7 @@ import os
 import socket
 from functools import cache
 
-MANAGED = "harness.managed"
-RUN_ID = "harness.run_id"
-OWNER_PID = "harness.owner.pid"
-OWNER_START = "harness.owner.start"
-OWNER_HOST = "harness.owner.host"
-TEMP_IMAGE = "harness.temp"
+from traces.vocab import Label
 
 
 def process_start_ticks(pid: int) -> str | None:
@@ -37,27 +32,27 @@ def owner_labels(run_id: str | None = None) -> dict[str, str]:
     """Labels that mark a container or image as created by this process."""
     pid = os.getpid()
     labels = {
-        MANAGED: "1",
-        OWNER_PID: str(pid),
-        OWNER_START: process_start_ticks(pid) or "",
-        OWNER_HOST: _hostname(),
+        Label.MANAGED: "1",
+        Label.OWNER_PID: str(pid),
+        Label.OWNER_START: process_start_ticks(pid) or "",
+        Label.OWNER_HOST: _hostname(),
     }
     if run_id:
-        labels[RUN_ID] = run_id
+        labels[Label.RUN_ID] = run_id
     return labels
 
 
 def owner_alive(labels: dict[str, str]) -> bool | None:
     """Whether the owning process still runs: True, False, or None when it cannot be known
     (created on another host, or labels missing)."""
-    if labels.get(OWNER_HOST) != _hostname():
+    if labels.get(Label.OWNER_HOST) != _hostname():
         return None
     try:
-        pid = int(labels.get(OWNER_PID, ""))
+        pid = int(labels.get(Label.OWNER_PID, ""))
     except ValueError:
         return None
     start = process_start_ticks(pid)
     if start is None:
         return False
-    recorded = labels.get(OWNER_START, "")
+    recorded = labels.get(Label.OWNER_START, "")
     return not recorded or recorded == start

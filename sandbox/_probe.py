@@ -10,9 +10,11 @@ from typing import Any
 
 import docker.errors
 
-from ._engine import client, is_local_engine
+from traces.vocab import Label
+
+from ._engine import client, engine_errors, is_local_engine
 from ._errors import SandboxError
-from ._images import RECIPE_LABEL, recipe_hash
+from ._images import recipe_hash
 from ._session import DEFAULT_IMAGE, Sandbox
 
 
@@ -29,13 +31,15 @@ class Check:
         return asdict(self)
 
 
+@engine_errors("checking the engine")
 def run_checks(image: str = DEFAULT_IMAGE, try_session: bool = True) -> list[Check]:
     """Inspect the engine and the base image; never raises for an expected problem."""
     checks: list[Check] = []
     try:
-        c = client()
-        info: dict[str, Any] = c.info()
-        version: dict[str, Any] = c.version()
+        with engine_errors("asking the engine for its version"):
+            c = client()
+            info: dict[str, Any] = c.info()
+            version: dict[str, Any] = c.version()
     except SandboxError as exc:
         return [Check("engine", "fail", str(exc), "run `harness setup` (root) or start Docker")]
     where = "local" if is_local_engine() else os.environ.get("DOCKER_HOST", "remote")
@@ -96,7 +100,7 @@ def _image_check(image: str) -> Check:
             "run `harness images build` (about a minute)",
         )
     size = (im.attrs.get("Size") or 0) / 2**20
-    recipe = (im.labels or {}).get(RECIPE_LABEL)
+    recipe = (im.labels or {}).get(Label.RECIPE)
     if recipe is not None and recipe != recipe_hash():
         return Check(
             "base image",

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.context import Context
+from opentelemetry.trace import Status, StatusCode, Tracer
+
+from traces.vocab import Attr, Span, blob_ref
 
 from ._engine import is_local_engine
 from ._fsdiff import DEFAULT_IGNORE, ApiDiffer, DiffConfig, Differ, FileChange, OverlayDiffer
@@ -25,6 +28,9 @@ from ._resources import Reader, StatsApiReader, host_reader
 if TYPE_CHECKING:
     from ._capture import HeadTail
     from ._session import CommandResult
+
+
+TRACER_NAME = "harness.sandbox"  # the instrumentation scope of the sandbox's spans
 
 
 class BlobSink(Protocol):
@@ -47,6 +53,9 @@ class Recording:
         resource_interval: seconds between resource samples; None turns sampling off.
         fast_paths: read the overlay upper dir and cgroup files on the host when the engine
             is local; False forces the Docker API paths.
+        parent: the context the sandbox-wide spans (resource samples, ``sandbox.stop``)
+            belong to; default: the context current when the sandbox starts.
+            ``sandbox.start`` always goes under the context current at ``start()``.
     """
 
     tracer: Tracer | None = None
@@ -58,10 +67,11 @@ class Recording:
     file_changes: bool = True
     resource_interval: float | None = 0.5
     fast_paths: bool = True
+    parent: Context | None = None
 
 
 def _sha_ref(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return blob_ref(hashlib.sha256(data).hexdigest())
 
 
 def _text(path: bytes) -> tuple[str, str | None]:
@@ -74,8 +84,8 @@ def _text(path: bytes) -> tuple[str, str | None]:
 
 @dataclass
 class CommandProbe:
-    span: Span
-    ctx: Any
+    span: trace.Span
+    ctx: Context
     cpu0: float | None
     cwd: str
 
@@ -84,13 +94,21 @@ class SessionRecorder:
     """The recording side of one sandbox: created after its container starts."""
 
     def __init__(
-        self, cfg: Recording, api: Any, container_id: str, image: str, network: str, parent: Any
+        self,
+        cfg: Recording,
+        api: Any,
+        container_id: str,
+        image: str,
+        network: str,
+        parent: Context,
     ) -> None:
         self.cfg = cfg
         self.api = api
         self.container_id = container_id
-        self.tracer = cfg.tracer or trace.get_tracer("harness.sandbox")
-        self.parent = parent  # OTel context the sandbox was started in
+        self.tracer = cfg.tracer or trace.get_tracer(TRACER_NAME)
+        # The OTel context of the sandbox-wide spans: the configured one, else the one the
+        # sandbox was started in.
+        self.parent = cfg.parent if cfg.parent is not None else parent
         info = api.inspect_container(container_id)
         self.image_id = info.get("Image", "")
         pid = int(info.get("State", {}).get("Pid") or 0)
@@ -136,13 +154,13 @@ class SessionRecorder:
         self.reader.reset_peak()
         cpu0 = self.reader.cpu_time()
         span = self.tracer.start_span(
-            "sandbox.exec",
+            Span.EXEC,
             attributes={
-                "process.command_line": command.decode("utf-8", errors="backslashreplace"),
-                "process.working_directory": cwd,
-                "harness.command.id": command_id,
-                "container.id": self.container_id,
-                **({"process.user.name": user} if user else {}),
+                Attr.COMMAND_LINE: command.decode("utf-8", errors="backslashreplace"),
+                Attr.CWD: cwd,
+                Attr.COMMAND_ID: command_id,
+                Attr.CONTAINER_ID: self.container_id,
+                **({Attr.USER: user} if user else {}),
             },
         )
         return CommandProbe(span, trace.set_span_in_context(span), cpu0, cwd)
@@ -153,23 +171,26 @@ class SessionRecorder:
         t_end = time.time_ns()
         span = probe.span
         attrs: dict[str, Any] = {
-            "process.exit.code": result.exit_code,
-            "harness.timed_out": result.timed_out,
-            "harness.oom_killed": result.oom_killed,
-            "harness.session_restarted": result.session_restarted,
-            "harness.cwd.after": result.cwd,
+            Attr.EXIT_CODE: result.exit_code,
+            Attr.TIMED_OUT: result.timed_out,
+            Attr.OOM_KILLED: result.oom_killed,
+            Attr.SESSION_RESTARTED: result.session_restarted,
+            Attr.CWD_AFTER: result.cwd,
         }
-        for name, buf in (("stdout", out), ("stderr", err)):
-            attrs[f"harness.{name}.sha256"] = self.blob(bytes(buf.recorded))
-            attrs[f"harness.{name}.bytes"] = buf.total
+        for buf, blob_key, bytes_key, recorded_key in (
+            (out, Attr.STDOUT_BLOB, Attr.STDOUT_BYTES, Attr.STDOUT_RECORDED),
+            (err, Attr.STDERR_BLOB, Attr.STDERR_BYTES, Attr.STDERR_RECORDED),
+        ):
+            attrs[blob_key] = self.blob(bytes(buf.recorded))
+            attrs[bytes_key] = buf.total
             if buf.total > len(buf.recorded):
-                attrs[f"harness.{name}.recorded_bytes"] = len(buf.recorded)
+                attrs[recorded_key] = len(buf.recorded)
         cpu1 = self.reader.cpu_time()
         if probe.cpu0 is not None and cpu1 is not None:
-            attrs["process.cpu.time"] = round(cpu1 - probe.cpu0, 6)
+            attrs[Attr.CPU_TIME] = round(cpu1 - probe.cpu0, 6)
         peak = self.reader.peak() if self.fast_resources else None
         if peak is not None:
-            attrs["harness.memory.peak"] = peak
+            attrs[Attr.MEMORY_PEAK] = peak
         span.set_attributes(attrs)
         if result.timed_out:
             span.set_status(Status(StatusCode.ERROR, "timed out"))
@@ -178,7 +199,7 @@ class SessionRecorder:
         self._diff_into(probe.ctx)
         span.end(end_time=t_end)
 
-    def _diff_into(self, ctx: Any) -> None:
+    def _diff_into(self, ctx: Context) -> None:
         """Emit the file changes since the last look as children of ``ctx``'s span."""
         if self.differ is None:
             return
@@ -190,11 +211,11 @@ class SessionRecorder:
 
     def before_write(self, path: str, size: int) -> CommandProbe:
         span = self.tracer.start_span(
-            "sandbox.write_file",
+            Span.WRITE_FILE,
             attributes={
-                "harness.fs.path": path,
-                "harness.fs.size": size,
-                "container.id": self.container_id,
+                Attr.FS_PATH: path,
+                Attr.FS_SIZE: size,
+                Attr.CONTAINER_ID: self.container_id,
             },
         )
         return CommandProbe(span, trace.set_span_in_context(span), None, "")
@@ -203,35 +224,36 @@ class SessionRecorder:
         self._diff_into(probe.ctx)
         probe.span.end()
 
-    def _emit_change(self, c: FileChange, ctx: Any, t: int) -> None:
+    def _emit_change(self, c: FileChange, ctx: Context, t: int) -> None:
         path, path_hex = _text(c.path)
-        attrs: dict[str, Any] = {"harness.fs.path": path, "harness.fs.op": c.op}
+        attrs: dict[str, Any] = {Attr.FS_PATH: path, Attr.FS_OP: c.op}
         if path_hex:
-            attrs["harness.fs.path.hex"] = path_hex
+            attrs[Attr.FS_PATH_HEX] = path_hex
         state = c.after or c.before
         assert state is not None
-        attrs["harness.fs.type"] = state.type
-        attrs["harness.fs.size"] = state.size
-        attrs["harness.fs.mode"] = f"{state.mode:04o}"
+        attrs[Attr.FS_TYPE] = state.type
+        attrs[Attr.FS_SIZE] = state.size
+        attrs[Attr.FS_MODE] = f"{state.mode:04o}"
         if c.before is not None and c.after is not None and c.before.mode != c.after.mode:
-            attrs["harness.fs.before.mode"] = f"{c.before.mode:04o}"
-        for side, st in (("before", c.before), ("after", c.after)):
+            attrs[Attr.FS_BEFORE_MODE] = f"{c.before.mode:04o}"
+        for st, blob_key, link_key in (
+            (c.before, Attr.FS_BEFORE_BLOB, Attr.FS_BEFORE_LINK_TARGET),
+            (c.after, Attr.FS_AFTER_BLOB, Attr.FS_LINK_TARGET),
+        ):
             if st is None:
                 continue
             if st.type == "file" and st.sha256:
-                ref = self.blob(st.content) if st.content is not None else f"sha256:{st.sha256}"
-                attrs[f"harness.fs.{side}.sha256"] = ref
+                ref = self.blob(st.content) if st.content is not None else blob_ref(st.sha256)
+                attrs[blob_key] = ref
                 if st.content_omitted:
-                    attrs["harness.fs.content_omitted"] = True
+                    attrs[Attr.FS_CONTENT_OMITTED] = True
             if st.type == "symlink" and st.target is not None:
-                attrs[
-                    "harness.fs.link_target" if side == "after" else "harness.fs.before.link_target"
-                ] = _text(st.target)[0]
+                attrs[link_key] = _text(st.target)[0]
         if c.old_path is not None:
-            attrs["harness.fs.old_path"] = _text(c.old_path)[0]
+            attrs[Attr.FS_OLD_PATH] = _text(c.old_path)[0]
         if c.diff is not None:
-            attrs["harness.fs.diff.sha256"] = self.blob(c.diff)
-        self.tracer.start_span("fs.change", context=ctx, attributes=attrs, start_time=t).end(
+            attrs[Attr.FS_DIFF_BLOB] = self.blob(c.diff)
+        self.tracer.start_span(Span.FS_CHANGE, context=ctx, attributes=attrs, start_time=t).end(
             end_time=t
         )
 
@@ -245,7 +267,7 @@ class SessionRecorder:
                 t0 = time.time_ns()
                 sample = self.reader.sample()
                 span = self.tracer.start_span(
-                    "sandbox.resources", context=self.parent, attributes=sample, start_time=t0
+                    Span.RESOURCES, context=self.parent, attributes=sample, start_time=t0
                 )
                 span.end()
             except Exception:  # noqa: BLE001 - the container may be going away
@@ -262,11 +284,21 @@ class SessionRecorder:
             self.differ.close()
         self.reader.close()
 
-    def span(self, name: str, attributes: dict[str, Any], start_ns: int) -> None:
+    def span(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        start_ns: int,
+        context: Context | None = None,
+    ) -> None:
+        """A span of the sandbox's own, under ``context`` (default: the sandbox-wide one)."""
         self.tracer.start_span(
-            name, context=self.parent, attributes=attributes, start_time=start_ns
+            name,
+            context=context if context is not None else self.parent,
+            attributes=attributes,
+            start_time=start_ns,
         ).end()
 
 
-def current_context() -> Any:
+def current_context() -> Context:
     return otel_context.get_current()

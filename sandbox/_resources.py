@@ -12,6 +12,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Protocol
 
+from traces.vocab import Attr
+
 
 class Reader(Protocol):
     def sample(self) -> dict[str, int | float]: ...
@@ -98,11 +100,11 @@ class CgroupReader:
             d = self.dirs["unified"]
             cpu = _keyed(d / "cpu.stat").get("usage_usec")
             if cpu is not None:
-                out["container.cpu.time"] = cpu / 1e6
+                out[Attr.CONTAINER_CPU_TIME] = cpu / 1e6
             for key, name in (
-                ("memory.current", "container.memory.usage"),
-                ("memory.peak", "container.memory.peak"),
-                ("pids.current", "container.pids"),
+                ("memory.current", Attr.CONTAINER_MEMORY),
+                ("memory.peak", Attr.CONTAINER_MEMORY_PEAK),
+                ("pids.current", Attr.CONTAINER_PIDS),
             ):
                 v = _read_int(d / key)
                 if v is not None:
@@ -118,22 +120,22 @@ class CgroupReader:
                             wb += int(num)
             except OSError:
                 pass
-            out["container.disk.io.read"], out["container.disk.io.write"] = rb, wb
+            out[Attr.CONTAINER_DISK_READ], out[Attr.CONTAINER_DISK_WRITE] = rb, wb
         else:
             cpu = _read_int(self.dirs.get("cpuacct", Path("/x")) / "cpuacct.usage")
             if cpu is not None:
-                out["container.cpu.time"] = cpu / 1e9
+                out[Attr.CONTAINER_CPU_TIME] = cpu / 1e9
             mem = self.dirs["memory"]
             for key, name in (
-                ("memory.usage_in_bytes", "container.memory.usage"),
-                ("memory.max_usage_in_bytes", "container.memory.peak"),
+                ("memory.usage_in_bytes", Attr.CONTAINER_MEMORY),
+                ("memory.max_usage_in_bytes", Attr.CONTAINER_MEMORY_PEAK),
             ):
                 v = _read_int(mem / key)
                 if v is not None:
                     out[name] = v
             pids = _read_int(self.dirs.get("pids", Path("/x")) / "pids.current")
             if pids is not None:
-                out["container.pids"] = pids
+                out[Attr.CONTAINER_PIDS] = pids
             rb = wb = 0
             try:
                 blk = self.dirs.get("blkio", Path("/x")) / "blkio.throttle.io_service_bytes"
@@ -145,11 +147,11 @@ class CgroupReader:
                         wb += int(f[2])
             except OSError:
                 pass
-            out["container.disk.io.read"], out["container.disk.io.write"] = rb, wb
+            out[Attr.CONTAINER_DISK_READ], out[Attr.CONTAINER_DISK_WRITE] = rb, wb
         if self.network:
             net = _net(self.proc, self.pid)
             if net is not None:
-                out["container.network.io.receive"], out["container.network.io.transmit"] = net
+                out[Attr.CONTAINER_NET_RX], out[Attr.CONTAINER_NET_TX] = net
         return out
 
     # The per-command readings are on the command path: keep those files open and pread.
@@ -219,30 +221,26 @@ class StatsApiReader:
         out: dict[str, int | float] = {}
         cpu = (s.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage")
         if cpu is not None:
-            out["container.cpu.time"] = cpu / 1e9
+            out[Attr.CONTAINER_CPU_TIME] = cpu / 1e9
         mem = s.get("memory_stats") or {}
         if "usage" in mem:
-            out["container.memory.usage"] = int(mem["usage"])
+            out[Attr.CONTAINER_MEMORY] = int(mem["usage"])
         if "max_usage" in mem:
-            out["container.memory.peak"] = int(mem["max_usage"])
+            out[Attr.CONTAINER_MEMORY_PEAK] = int(mem["max_usage"])
         pids = (s.get("pids_stats") or {}).get("current")
         if pids is not None:
-            out["container.pids"] = int(pids)
+            out[Attr.CONTAINER_PIDS] = int(pids)
         rb = wb = 0
         for e in (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
             if e.get("op") in ("Read", "read"):
                 rb += int(e.get("value", 0))
             elif e.get("op") in ("Write", "write"):
                 wb += int(e.get("value", 0))
-        out["container.disk.io.read"], out["container.disk.io.write"] = rb, wb
+        out[Attr.CONTAINER_DISK_READ], out[Attr.CONTAINER_DISK_WRITE] = rb, wb
         nets = s.get("networks") or {}
         if nets:
-            out["container.network.io.receive"] = sum(
-                int(n.get("rx_bytes", 0)) for n in nets.values()
-            )
-            out["container.network.io.transmit"] = sum(
-                int(n.get("tx_bytes", 0)) for n in nets.values()
-            )
+            out[Attr.CONTAINER_NET_RX] = sum(int(n.get("rx_bytes", 0)) for n in nets.values())
+            out[Attr.CONTAINER_NET_TX] = sum(int(n.get("tx_bytes", 0)) for n in nets.values())
         return out
 
     def cpu_time(self) -> float | None:

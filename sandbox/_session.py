@@ -11,6 +11,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from types import TracebackType
@@ -20,11 +21,13 @@ import docker.errors
 from docker.types import LogConfig
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from traces.vocab import Attr, Span
+
 from . import _lifecycle, _shell
 from ._archive import IterReader, tar_stream
 from ._capture import HeadTail, MarkerScanner
-from ._engine import client
-from ._errors import ImageNotFound, LimitNotSupported, SandboxError, SessionLost
+from ._engine import client, engine_errors
+from ._errors import EngineError, ImageNotFound, LimitNotSupported, SandboxError, SessionLost
 from ._owner import owner_labels
 from ._recording import Recording, SessionRecorder, current_context
 
@@ -151,9 +154,14 @@ class _Session:
 class Sandbox:
     """A session-scoped Linux container with a persistent shell.
 
-    Use as a context manager; the container is removed on exit, on exceptions, Ctrl-C and
-    SIGTERM, and by the engine itself if this process dies. Safe to use from many threads: each
-    sandbox serialises its own commands, different sandboxes run in parallel.
+    Use as a context manager; the container is removed on exit, on exceptions and Ctrl-C, at
+    interpreter exit, and by the engine itself however this process dies (even SIGKILL). Safe
+    to use from many threads: each sandbox serialises its own commands, different sandboxes
+    run in parallel.
+
+    Every failure of the engine is raised as a :class:`SandboxError` (``EngineUnavailable``
+    when the engine stops answering, ``EngineError`` for a refused request, or a more specific
+    one) with the engine client's exception as its ``__cause__``.
 
     Example:
         with Sandbox() as sb:
@@ -213,8 +221,14 @@ class Sandbox:
     ) -> None:
         self.close()
 
+    @engine_errors("starting a sandbox")
     def start(self) -> Sandbox:
-        """Create and start the container and its session shell."""
+        """Create and start the container and its session shell.
+
+        With a recording, ``sandbox.start`` goes under the OpenTelemetry context current
+        here; resource samples and ``sandbox.stop`` under ``Recording.parent`` (default: the
+        same context).
+        """
         if self.container_id is not None:
             raise SandboxError("sandbox already started")
         _lifecycle.register(self)
@@ -227,22 +241,25 @@ class Sandbox:
                     self.record, self._api, self.container_id, self.image, self.network, parent
                 )
                 self.recorder.span(
-                    "sandbox.start",
+                    Span.SANDBOX_START,
                     {
-                        "container.id": self.container_id,
-                        "container.image.name": self.image,
-                        "container.image.id": self.recorder.image_id,
-                        "harness.network": self.network,
-                        "harness.limits.memory": self.limits.memory,
-                        "harness.limits.cpus": self.limits.cpus,
-                        "harness.limits.pids": self.limits.pids,
-                        "harness.fast_path.file_changes": self.recorder.fast_diff,
-                        "harness.fast_path.resources": self.recorder.fast_resources,
+                        Attr.CONTAINER_ID: self.container_id,
+                        Attr.IMAGE_NAME: self.image,
+                        Attr.IMAGE_ID: self.recorder.image_id,
+                        Attr.NETWORK: self.network,
+                        Attr.LIMITS_MEMORY: self.limits.memory,
+                        Attr.LIMITS_CPUS: self.limits.cpus,
+                        Attr.LIMITS_PIDS: self.limits.pids,
+                        Attr.FAST_PATH_FILES: self.recorder.fast_diff,
+                        Attr.FAST_PATH_RESOURCES: self.recorder.fast_resources,
                     },
                     t0,
+                    context=parent,
                 )
         except BaseException:
-            self.close()
+            # The error that stopped the start is the one to report, not a failed cleanup.
+            with suppress(Exception):
+                self.close()
             raise
         return self
 
@@ -274,31 +291,38 @@ class Sandbox:
                 labels=self.labels,
                 host_config=self._api.create_host_config(**host_config),
             )["Id"]
-        except docker.errors.ImageNotFound:
+        except docker.errors.ImageNotFound as exc:
             raise ImageNotFound(
                 f"image {self.image!r} is not on the engine. Build the base image with "
                 "`harness images build`, or `docker build` your own and pass its tag."
-            ) from None
+            ) from exc
         except docker.errors.APIError as exc:
             msg = str(exc.explanation or exc)
             if lim.disk is not None and "storage-opt" in msg.lower():
                 raise LimitNotSupported(
                     f"the disk limit cannot be enforced here ({msg}). It needs overlay2 on "
                     "xfs mounted with pquota; run `harness doctor`, or drop the disk limit."
-                ) from None
-            raise SandboxError(f"could not create a container from {self.image!r}: {msg}") from exc
+                ) from exc
+            raise EngineError(f"could not create a container from {self.image!r}: {msg}") from exc
         self.container_id = cid
         sock = self._api.attach_socket(cid, params={"stdin": 1, "stream": 1})
         self._control = _raw_socket(sock)
         try:
             self._api.start(cid)
         except docker.errors.APIError as exc:
-            raise SandboxError(
+            raise EngineError(
                 f"container from {self.image!r} failed to start: {exc.explanation or exc}. "
                 "The image needs bash on its PATH."
             ) from exc
-        self._control.sendall(_shell.CONTROL_INIT.encode())
+        try:
+            self._control.sendall(_shell.CONTROL_INIT.encode())
+        except OSError as exc:
+            raise SessionLost(
+                f"container {cid[:12]} from {self.image!r} closed its stdin right after "
+                f"starting ({exc}); the image needs bash on its PATH."
+            ) from exc
 
+    @engine_errors("removing a sandbox")
     def close(self) -> None:
         """Remove the container (idempotent). Everything inside it is gone afterwards."""
         if self._closed:
@@ -310,7 +334,9 @@ class Sandbox:
             try:
                 self.recorder.close()
             finally:
-                self.recorder.span("sandbox.stop", {"container.id": self.container_id or ""}, t0)
+                self.recorder.span(
+                    Span.SANDBOX_STOP, {Attr.CONTAINER_ID: self.container_id or ""}, t0
+                )
         for sess in self._sessions.values():
             if sess.channel is not None:
                 sess.channel.close()
@@ -334,6 +360,7 @@ class Sandbox:
 
     # -- commands ------------------------------------------------------------------------
 
+    @engine_errors("running a command in a sandbox")
     def run(
         self,
         command: str | bytes,
@@ -464,6 +491,7 @@ class Sandbox:
             self.recorder.after(probe, result, out, err)
         return result
 
+    @engine_errors("killing a sandbox's processes")
     def kill_processes(self) -> None:
         """Kill every process in the sandbox (background jobs, daemons, a runaway fork bomb)
         and give the session a fresh shell with its directory and variables restored."""
@@ -529,7 +557,13 @@ class Sandbox:
                     "state": sess.state_file,
                 }
             ).encode("latin-1")
-        channel.send(init)
+        try:
+            channel.send(init)
+        except OSError as exc:
+            channel.close()
+            raise SessionLost(
+                f"the shell in container {self.container_id[:12]} closed its input at once ({exc})"
+            ) from exc
         ready = channel.submit(
             nonce := secrets.token_hex(10).encode(),
             _shell.command_line(b"builtin :", nonce, 0, None, sess.state_file),
@@ -551,6 +585,7 @@ class Sandbox:
             p = PurePosixPath(self.cwd or "/") / p
         return str(p)
 
+    @engine_errors("writing a file into a sandbox")
     def write_file(self, path: str, data: bytes | str | IO[bytes], mode: int = 0o644) -> None:
         """Write a file (parents are created), streaming it to the engine.
 
@@ -588,7 +623,7 @@ class Sandbox:
             try:
                 ok = self._api.put_archive(self.container_id, "/", tar_stream(info, fobj))
             except docker.errors.APIError as exc:
-                raise SandboxError(f"could not write {target}: {exc.explanation or exc}") from exc
+                raise EngineError(f"could not write {target}: {exc.explanation or exc}") from exc
             if not ok:
                 raise SandboxError(f"could not write {target}")
         finally:
@@ -606,6 +641,7 @@ class Sandbox:
         )
         return self._run_internal(cmd).exit_code == 0
 
+    @engine_errors("reading a file from a sandbox")
     def read_file(self, path: str) -> bytes:
         """Read a whole file from the container (streamed from the engine); symlinks are
         followed. Relative paths are relative to the session's current directory."""
@@ -615,10 +651,15 @@ class Sandbox:
         for _ in range(40):  # the kernel's own limit on symlink hops
             try:
                 chunks, _stat = self._api.get_archive(self.container_id, target)
-            except docker.errors.NotFound:
+            except docker.errors.NotFound as exc:
+                if "no such container" in str(exc.explanation or exc).lower():
+                    raise SessionLost(
+                        f"container {self.container_id[:12]} is gone (removed or died); "
+                        "close this sandbox and start a new one"
+                    ) from exc
                 raise FileNotFoundError(f"no such file in the sandbox: {target}") from None
             except docker.errors.APIError as exc:
-                raise SandboxError(f"could not read {target}: {exc.explanation or exc}") from exc
+                raise EngineError(f"could not read {target}: {exc.explanation or exc}") from exc
             with tarfile.open(fileobj=IterReader(chunks), mode="r|") as tar:
                 member = tar.next()
                 if member is None:
@@ -745,7 +786,10 @@ class _ShellChannel:
     def exit_code(self) -> int | None:
         """The shell's exit status after EOF (the engine records it a moment later)."""
         for _ in range(50):
-            info = self.api.exec_inspect(self.exec_id)
+            try:
+                info = self.api.exec_inspect(self.exec_id)
+            except docker.errors.NotFound:
+                return None  # gone with its container
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
             time.sleep(0.02)

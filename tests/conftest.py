@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import DEFAULT_IMAGE, Sandbox
-from sandbox._engine import engine_answers
+from sandbox import DEFAULT_IMAGE, Sandbox, engine_answers
 
 
 @pytest.fixture(scope="session")

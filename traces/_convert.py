@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan
 
 from ._schema import PROMOTED
@@ -284,7 +285,7 @@ def spans_to_batch(spans: Sequence[ReadableSpan], encoder: JsonEncoder) -> Batch
     for r in resources:
         if id(r) not in res_cache:
             ra = dict(r.attributes)
-            res_cache[id(r)] = (str(ra.get("service.name", "")) or None, _dumps(ra))
+            res_cache[id(r)] = (str(ra.get(SERVICE_NAME, "")) or None, _dumps(ra))
     scope_cache = {id(sc): sc for sc in scopes}
     scope_cache = {
         k: (sc.name, sc.version) if sc else (None, None) for k, sc in scope_cache.items()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-import sys
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -15,6 +15,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._convert import JsonEncoder, insert_tables, spans_to_batch
 from ._store import StoreError, TraceStore, sha256_hex, transaction, write_blobs
+
+logger = logging.getLogger(__name__)
 
 
 class DuckDBSpanExporter(SpanExporter):
@@ -104,9 +106,8 @@ class DuckDBSpanExporter(SpanExporter):
             except Exception as exc:  # noqa: BLE001 - the SDK wants a result, not a raise
                 self.failed_batches += 1
                 self._return_blobs(blobs)  # keep them for the next attempt
-                print(
-                    f"harness: could not write {len(spans)} spans to {self.store.path}: {exc}",
-                    file=sys.stderr,
+                logger.warning(
+                    "could not write %d spans to %s: %s", len(spans), self.store.path, exc
                 )
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS

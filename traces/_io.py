@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,16 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from opentelemetry.sdk.resources import SERVICE_NAME
 
 from ._convert import Batch, JsonEncoder, insert_tables
 from ._schema import EVENT_COLUMNS, LINK_COLUMNS, SCHEMA_VERSION, SPAN_COLUMNS
 from ._store import StoreError, TraceStore
+from .vocab import BLOB_PREFIX
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "harness-trace-export"
 _KINDS = ["UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"]
 _STATUS = ["UNSET", "OK", "ERROR"]
-_REFS = "regexp_extract_all(CAST({} AS VARCHAR), 'sha256:([0-9a-f]{{64}})', 1)"
+# Every blob ref in a JSON column: the hex digests after BLOB_PREFIX.
+_REFS = (
+    "regexp_extract_all(CAST({} AS VARCHAR), '" + re.escape(BLOB_PREFIX) + "([0-9a-f]{{64}})', 1)"
+)
 
 
 class ImportError_(StoreError):  # noqa: N801 - "ImportError" is a builtin
@@ -377,7 +383,7 @@ def _import_otlp(store: TraceStore, path: Path) -> ImportResult:
                 (rs.get("resource") or {}).get("attributes", []), cur, f"{rw}.resource.attributes"
             )
             res_json = json.dumps(res, separators=(",", ":"))
-            service = res.get("service.name")
+            service = res.get(SERVICE_NAME)
             for si, ss in enumerate(
                 rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []
             ):

@@ -9,7 +9,7 @@ not deliver.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from collections import deque
@@ -19,11 +19,16 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .vocab import Attr
+from .vocab import Span as SpanName
+
+logger = logging.getLogger(__name__)
+
 
 def is_trial(span: ReadableSpan) -> bool:
     """A trial's root span: once it ends, the trial's record must be durable."""
     attrs = span.attributes or {}
-    return span.name.startswith("invoke_agent") or "harness.run.id" in attrs
+    return span.name.startswith(SpanName.TRIAL) or Attr.RUN_ID in attrs
 
 
 class BackpressureSpanProcessor(SpanProcessor):
@@ -73,10 +78,7 @@ class BackpressureSpanProcessor(SpanProcessor):
         with self._cond:
             if self._stopping:
                 self.dropped += 1
-                print(
-                    f"harness: span {span.name!r} ended after shutdown; not recorded",
-                    file=sys.stderr,
-                )
+                logger.warning("span %r ended after shutdown; not recorded", span.name)
                 return
             while len(self._queue) >= self.max_queue and not self._stopping:
                 self._cond.wait()
@@ -129,7 +131,9 @@ class BackpressureSpanProcessor(SpanProcessor):
             try:
                 result = exporter.export(batch)
             except Exception as exc:  # noqa: BLE001
-                print(f"harness: {type(exporter).__name__} failed: {exc}", file=sys.stderr)
+                logger.warning(
+                    "%s failed to export %d spans: %s", type(exporter).__name__, len(batch), exc
+                )
                 result = SpanExportResult.FAILURE
             if result is SpanExportResult.FAILURE:
                 self.failed += len(batch)

@@ -8,36 +8,23 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
-import threading
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 
 from ._exporter import DuckDBSpanExporter
 from ._processor import BackpressureSpanProcessor
-from ._store import BLOB_PREFIX, TraceStore
+from ._store import TraceStore
+from .vocab import Attr, blob_ref
 
-# Attribute strings longer than this move to the blob table; the span keeps "<key>.sha256"
-# and "<key>.bytes". Well-behaved instrumentation puts payloads in blobs itself.
+# Attribute strings longer than this move to the blob table; the span keeps the blob ref under
+# "<key>" + Attr.BLOB_SUFFIX and the size under "<key>" + Attr.BYTES_SUFFIX. Well-behaved
+# instrumentation puts payloads in blobs itself.
 INLINE_LIMIT = 16 * 1024
-
-
-def _raise_exit(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _exit_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so `with` blocks and atexit flush what was recorded;
-    an application's own handler is left alone."""
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(
-        signal.SIGTERM
-    ) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _raise_exit)
 
 
 def otlp_endpoint_from_env() -> str | None:
@@ -95,7 +82,7 @@ class Recorder:
         self.processor = BackpressureSpanProcessor(
             exporters, schedule_delay=schedule_delay, transform=self._offload
         )
-        resource = Resource.create({"service.name": service_name, **(resource_attributes or {})})
+        resource = Resource.create({SERVICE_NAME: service_name, **(resource_attributes or {})})
         # The record must be complete: no attribute, event or link limits.
         limits = SpanLimits(
             max_span_attributes=SpanLimits.UNSET,
@@ -109,15 +96,16 @@ class Recorder:
         self.provider = TracerProvider(resource=resource, span_limits=limits)
         self.provider.add_span_processor(self.processor)
         self._closed = False
+        # Spans still queued at interpreter exit are written. Turning SIGTERM into an orderly
+        # exit (so `with` blocks and this hook run) is the application's decision, not ours.
         atexit.register(self.shutdown)
-        _exit_on_sigterm()
 
     def tracer(self, name: str = "harness", version: str | None = None) -> Tracer:
         return self.provider.get_tracer(name, version)
 
     def put_blob(self, data: bytes) -> str:
         """Store a payload; returns the ``sha256:<hex>`` ref for a span attribute."""
-        return BLOB_PREFIX + self.exporter.put_blob(data)
+        return blob_ref(self.exporter.put_blob(data))
 
     def _offload(self, span: ReadableSpan) -> ReadableSpan:
         attrs = span.attributes
@@ -129,8 +117,8 @@ class Recorder:
         for k, v in attrs.items():
             if isinstance(v, str) and len(v) > INLINE_LIMIT:
                 data = v.encode("utf-8", errors="surrogateescape")
-                new[f"{k}.sha256"] = self.put_blob(data)
-                new[f"{k}.bytes"] = len(data)
+                new[k + Attr.BLOB_SUFFIX] = self.put_blob(data)
+                new[k + Attr.BYTES_SUFFIX] = len(data)
             else:
                 new[k] = v
         return ReadableSpan(

@@ -8,17 +8,19 @@ way a user thinks of them (trials, commands, file changes) and are documented in
 
 from __future__ import annotations
 
+from .vocab import Attr, Outcome, Span
+
 SCHEMA_VERSION = 1
 
 # Attribute key -> (column, SQL type). Promoted at ingest time; also kept in `attributes`.
 PROMOTED: dict[str, tuple[str, str]] = {
-    "harness.run.id": ("run_id", "VARCHAR"),
-    "harness.task.id": ("task_id", "VARCHAR"),
-    "harness.trial.id": ("trial_id", "VARCHAR"),
-    "gen_ai.request.model": ("model", "VARCHAR"),
-    "gen_ai.usage.input_tokens": ("input_tokens", "BIGINT"),
-    "gen_ai.usage.output_tokens": ("output_tokens", "BIGINT"),
-    "process.exit.code": ("exit_code", "BIGINT"),
+    Attr.RUN_ID: ("run_id", "VARCHAR"),
+    Attr.TASK_ID: ("task_id", "VARCHAR"),
+    Attr.TRIAL_ID: ("trial_id", "VARCHAR"),
+    Attr.GEN_AI_REQUEST_MODEL: ("model", "VARCHAR"),
+    Attr.GEN_AI_INPUT_TOKENS: ("input_tokens", "BIGINT"),
+    Attr.GEN_AI_OUTPUT_TOKENS: ("output_tokens", "BIGINT"),
+    Attr.EXIT_CODE: ("exit_code", "BIGINT"),
 }
 
 SPAN_COLUMNS: list[tuple[str, str]] = [
@@ -95,96 +97,109 @@ _CTX = (
     "coalesce(r.task_id, s.task_id) AS task"
 )
 
+
+def _str(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+_PASSED = _str(Outcome.PASSED)
+_SCORED = ", ".join(map(_str, Outcome.SCORED))
+# A named reward is Attr.reward(key) = Attr.REWARD + "." + key; substr() counts from 1.
+_REWARD_KEY_AT = len(Attr.REWARD) + 2
+
 VIEWS: dict[str, str] = {
     "trials": f"""
 SELECT r.run_id, coalesce(r.trial_id, r.trace_id) AS trial_id, r.trace_id,
-       r.task_id AS task, {a("harness.trial.index", "INTEGER", "r")} AS trial_index,
-       {a("gen_ai.agent.name", src="r")} AS agent, r.model,
-       {a("harness.outcome", src="r")} AS outcome,
-       coalesce({a("harness.passed", "BOOLEAN", "r")}, {a("harness.outcome", src="r")} = 'passed')
+       r.task_id AS task, {a(Attr.TRIAL_INDEX, "INTEGER", "r")} AS trial_index,
+       {a(Attr.GEN_AI_AGENT_NAME, src="r")} AS agent, r.model,
+       {a(Attr.OUTCOME, src="r")} AS outcome,
+       coalesce({a(Attr.PASSED, "BOOLEAN", "r")}, {a(Attr.OUTCOME, src="r")} = {_PASSED})
            AS passed,
-       {a("harness.reward", "DOUBLE", "r")} AS reward,
-       coalesce({a("harness.steps", "INTEGER", "r")}, u.llm_calls) AS steps,
+       {a(Attr.REWARD, "DOUBLE", "r")} AS reward,
+       coalesce({a(Attr.STEPS, "INTEGER", "r")}, u.llm_calls) AS steps,
        coalesce(u.input_tokens, r.input_tokens) AS input_tokens,
        coalesce(u.output_tokens, r.output_tokens) AS output_tokens,
        {_TIME.format("r")} AS started_at, r.duration_ns / 1e9 AS duration_s,
-       {a("container.image.name", src="r")} AS image, r.status_code
+       {a(Attr.IMAGE_NAME, src="r")} AS image, r.status_code
 FROM spans r
 LEFT JOIN (
-    SELECT trace_id, count(*) FILTER (WHERE s.name LIKE 'chat%') AS llm_calls,
+    SELECT trace_id, count(*) FILTER (WHERE s.name LIKE '{Span.CHAT}%') AS llm_calls,
            sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens
     FROM spans s WHERE s.parent_span_id IS NOT NULL GROUP BY trace_id
 ) u ON u.trace_id = r.trace_id
-WHERE r.parent_span_id IS NULL AND r.run_id IS NOT NULL AND r.name LIKE 'invoke_agent%'""",
-    "runs": """
+WHERE r.parent_span_id IS NULL AND r.run_id IS NOT NULL AND r.name LIKE '{Span.TRIAL}%'""",
+    "runs": f"""
 SELECT run_id, min(started_at) AS started_at,
        max(started_at + to_microseconds(CAST(duration_s * 1e6 AS BIGINT))) AS ended_at,
        count(*) AS trials, count(*) FILTER (WHERE passed) AS passed,
        avg(CASE WHEN passed THEN 1.0 ELSE 0.0 END) AS pass_rate, avg(reward) AS mean_reward,
-       count(*) FILTER (WHERE outcome NOT IN ('passed', 'failed')) AS errors,
+       count(*) FILTER (WHERE outcome NOT IN ({_SCORED})) AS errors,
        string_agg(DISTINCT agent, ', ') AS agents, string_agg(DISTINCT model, ', ') AS models,
        count(DISTINCT task) AS tasks, sum(input_tokens) AS input_tokens,
        sum(output_tokens) AS output_tokens
 FROM trials GROUP BY run_id""",
     "commands": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id,
-       {a("process.command_line")} AS command, s.exit_code,
-       {a("process.working_directory")} AS cwd, {_TIME.format("s")} AS started_at,
-       s.duration_ns / 1e6 AS duration_ms, {a("harness.timed_out", "BOOLEAN")} AS timed_out,
-       {a("harness.oom_killed", "BOOLEAN")} AS oom_killed,
-       {a("harness.stdout.sha256")} AS stdout_sha256, {a("harness.stdout.bytes", "BIGINT")}
+       {a(Attr.COMMAND_LINE)} AS command, s.exit_code,
+       {a(Attr.CWD)} AS cwd, {_TIME.format("s")} AS started_at,
+       s.duration_ns / 1e6 AS duration_ms, {a(Attr.TIMED_OUT, "BOOLEAN")} AS timed_out,
+       {a(Attr.OOM_KILLED, "BOOLEAN")} AS oom_killed,
+       {a(Attr.STDOUT_BLOB)} AS stdout_sha256, {a(Attr.STDOUT_BYTES, "BIGINT")}
            AS stdout_bytes,
-       {a("harness.stderr.sha256")} AS stderr_sha256, {a("harness.stderr.bytes", "BIGINT")}
+       {a(Attr.STDERR_BLOB)} AS stderr_sha256, {a(Attr.STDERR_BYTES, "BIGINT")}
            AS stderr_bytes,
-       {a("process.cpu.time", "DOUBLE")} AS cpu_s,
-       {a("harness.memory.peak", "BIGINT")} AS peak_memory_bytes, s.status_code
-FROM spans s {_ROOT_JOIN} WHERE s.name = 'sandbox.exec'""",
+       {a(Attr.CPU_TIME, "DOUBLE")} AS cpu_s,
+       {a(Attr.MEMORY_PEAK, "BIGINT")} AS peak_memory_bytes, s.status_code
+FROM spans s {_ROOT_JOIN} WHERE s.name = '{Span.EXEC}'""",
     "file_changes": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id AS command_span_id,
-       {a("harness.fs.path")} AS path, {a("harness.fs.op")} AS op,
-       {a("harness.fs.type")} AS file_type, {a("harness.fs.size", "BIGINT")} AS size,
-       {a("harness.fs.mode")} AS mode, {a("harness.fs.before.sha256")} AS before_sha256,
-       {a("harness.fs.after.sha256")} AS after_sha256, {a("harness.fs.diff.sha256")} AS diff_sha256,
-       {a("harness.fs.link_target")} AS link_target, {a("harness.fs.old_path")} AS old_path,
-       coalesce({a("harness.fs.content_omitted", "BOOLEAN")}, false) AS content_omitted,
+       {a(Attr.FS_PATH)} AS path, {a(Attr.FS_OP)} AS op,
+       {a(Attr.FS_TYPE)} AS file_type, {a(Attr.FS_SIZE, "BIGINT")} AS size,
+       {a(Attr.FS_MODE)} AS mode, {a(Attr.FS_BEFORE_BLOB)} AS before_sha256,
+       {a(Attr.FS_AFTER_BLOB)} AS after_sha256, {a(Attr.FS_DIFF_BLOB)} AS diff_sha256,
+       {a(Attr.FS_LINK_TARGET)} AS link_target, {a(Attr.FS_OLD_PATH)} AS old_path,
+       coalesce({a(Attr.FS_CONTENT_OMITTED, "BOOLEAN")}, false) AS content_omitted,
        {_TIME.format("s")} AS changed_at
-FROM spans s {_ROOT_JOIN} WHERE s.name = 'fs.change'""",
+FROM spans s {_ROOT_JOIN} WHERE s.name = '{Span.FS_CHANGE}'""",
     "resource_samples": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, {_TIME.format("s")} AS sampled_at,
-       {a("container.cpu.time", "DOUBLE")} AS cpu_s,
-       {a("container.memory.usage", "BIGINT")} AS memory_bytes,
-       {a("container.memory.peak", "BIGINT")} AS memory_peak_bytes,
-       {a("container.pids", "BIGINT")} AS pids,
-       {a("container.disk.io.read", "BIGINT")} AS block_read_bytes,
-       {a("container.disk.io.write", "BIGINT")} AS block_write_bytes,
-       {a("container.network.io.receive", "BIGINT")} AS net_rx_bytes,
-       {a("container.network.io.transmit", "BIGINT")} AS net_tx_bytes
-FROM spans s {_ROOT_JOIN} WHERE s.name = 'sandbox.resources'""",
+       {a(Attr.CONTAINER_CPU_TIME, "DOUBLE")} AS cpu_s,
+       {a(Attr.CONTAINER_MEMORY, "BIGINT")} AS memory_bytes,
+       {a(Attr.CONTAINER_MEMORY_PEAK, "BIGINT")} AS memory_peak_bytes,
+       {a(Attr.CONTAINER_PIDS, "BIGINT")} AS pids,
+       {a(Attr.CONTAINER_DISK_READ, "BIGINT")} AS block_read_bytes,
+       {a(Attr.CONTAINER_DISK_WRITE, "BIGINT")} AS block_write_bytes,
+       {a(Attr.CONTAINER_NET_RX, "BIGINT")} AS net_rx_bytes,
+       {a(Attr.CONTAINER_NET_TX, "BIGINT")} AS net_tx_bytes
+FROM spans s {_ROOT_JOIN} WHERE s.name = '{Span.RESOURCES}'""",
     "llm_calls": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, s.model,
-       {a("gen_ai.response.model")} AS response_model, {a("gen_ai.response.id")} AS response_id,
+       {a(Attr.GEN_AI_RESPONSE_MODEL)} AS response_model,
+       {a(Attr.GEN_AI_RESPONSE_ID)} AS response_id,
        s.input_tokens, s.output_tokens,
-       {a("gen_ai.usage.cache_read.input_tokens", "BIGINT")} AS cached_tokens,
-       json_extract(s.attributes, '$."gen_ai.response.finish_reasons"') AS finish_reasons,
+       {a(Attr.GEN_AI_CACHED_TOKENS, "BIGINT")} AS cached_tokens,
+       json_extract(s.attributes, '$."{Attr.GEN_AI_FINISH_REASONS}"') AS finish_reasons,
        {_TIME.format("s")} AS started_at, s.duration_ns / 1e6 AS duration_ms,
-       {a("harness.request.sha256")} AS request_sha256,
-       {a("harness.response.sha256")} AS response_sha256, s.status_code, s.status_message
+       {a(Attr.REQUEST_BLOB)} AS request_sha256,
+       {a(Attr.RESPONSE_BLOB)} AS response_sha256, s.status_code, s.status_message
 FROM spans s {_ROOT_JOIN}
-WHERE s.name LIKE 'chat%' OR {a("gen_ai.operation.name")} = 'chat'""",
+WHERE s.name LIKE '{Span.CHAT}%' OR {a(Attr.GEN_AI_OPERATION)} = '{Span.CHAT}'""",
     "tool_calls": f"""
-SELECT {_CTX}, s.trace_id, s.span_id, {a("gen_ai.tool.name")} AS tool_name,
-       {a("gen_ai.tool.call.id")} AS call_id, {a("gen_ai.tool.call.arguments")} AS arguments,
+SELECT {_CTX}, s.trace_id, s.span_id, {a(Attr.GEN_AI_TOOL_NAME)} AS tool_name,
+       {a(Attr.GEN_AI_TOOL_CALL_ID)} AS call_id,
+       {a(Attr.GEN_AI_TOOL_CALL_ARGUMENTS)} AS arguments,
        {_TIME.format("s")} AS started_at, s.duration_ns / 1e6 AS duration_ms, s.status_code
 FROM spans s {_ROOT_JOIN}
-WHERE s.name LIKE 'execute_tool%' OR {a("gen_ai.operation.name")} = 'execute_tool'""",
+WHERE s.name LIKE '{Span.EXECUTE_TOOL}%' OR {a(Attr.GEN_AI_OPERATION)} = '{Span.EXECUTE_TOOL}'""",
     "scores": f"""
 SELECT {_CTX}, s.trace_id, s.span_id,
-       CASE WHEN t.k = 'harness.reward' THEN 'reward' ELSE substr(t.k, 16) END AS key,
+       CASE WHEN t.k = '{Attr.REWARD}' THEN 'reward' ELSE substr(t.k, {_REWARD_KEY_AT}) END AS key,
        TRY_CAST(json_extract_string(s.attributes, '$."' || t.k || '"') AS DOUBLE) AS value
 FROM spans s
 CROSS JOIN LATERAL (SELECT unnest(json_keys(s.attributes)) AS k) t
 {_ROOT_JOIN}
-WHERE s.name = 'verify' AND (t.k = 'harness.reward' OR t.k LIKE 'harness.reward.%')""",
+WHERE s.name = '{Span.VERIFY}' AND (t.k = '{Attr.REWARD}' OR t.k LIKE '{Attr.REWARD}.%')""",
 }
 
 VIEW_DOCS: dict[str, str] = {

@@ -17,16 +17,19 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from ._schema import MIGRATIONS, SCHEMA_VERSION, VIEW_DOCS, ddl
+from .vocab import blob_sha
+
+if TYPE_CHECKING:
+    from ._model import FileChange, ResourceSample, Run, Step, Trial
 
 DEFAULT_DB = ".harness/traces.duckdb"
-BLOB_PREFIX = "sha256:"
 
 
 class StoreError(Exception):
@@ -51,10 +54,6 @@ def default_path() -> Path:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _strip_ref(ref: str) -> str:
-    return ref[len(BLOB_PREFIX) :] if ref.startswith(BLOB_PREFIX) else ref
 
 
 # Within one process DuckDB shares a database instance per file; opening the same file with
@@ -250,11 +249,56 @@ class TraceStore:
         """Run a query; the result as an Arrow table."""
         return self._query(query, params, "arrow")
 
+    # -- the read model: typed runs, trials, steps (see traces._model) -------------------
+    # Imported when called: _model builds on this module.
+
+    def runs(self) -> list[Run]:
+        """Every run in the store, oldest first."""
+        from . import _model
+
+        return _model.runs(self)
+
+    def run(self, run_id: str) -> Run:
+        """One run by its exact id; StoreError (pointing at `harness runs`) if absent."""
+        from . import _model
+
+        return _model.run(self, run_id)
+
+    def trials(self, run_id: str | None = None) -> list[Trial]:
+        """The trials of one run, or of every run, in the order they started."""
+        from . import _model
+
+        return _model.trials(self, run_id)
+
+    def trial(self, trial_id: str) -> Trial:
+        """One trial by its id or a unique prefix of it; StoreError if none or several."""
+        from . import _model
+
+        return _model.trial(self, trial_id)
+
+    def steps(self, trial_id: str) -> list[Step]:
+        """A trial's sandbox commands, numbered from 1, with their phase and stage."""
+        from . import _model
+
+        return _model.steps(self, trial_id)
+
+    def file_changes(self, trial_id: str, step_span_id: str | None = None) -> list[FileChange]:
+        """The paths a trial's steps changed (or one step's, by its span id), in order."""
+        from . import _model
+
+        return _model.file_changes(self, trial_id, step_span_id)
+
+    def resource_samples(self, trial_id: str) -> list[ResourceSample]:
+        """A trial's container resource samples, oldest first."""
+        from . import _model
+
+        return _model.resource_samples(self, trial_id)
+
     # -- blobs ---------------------------------------------------------------------------
 
     def blob(self, ref: str) -> bytes:
         """The bytes of a blob, by sha256 hex or ``sha256:<hex>`` ref."""
-        sha = _strip_ref(ref)
+        sha = blob_sha(ref)
         with self.connect() as con:
             row = con.execute(
                 "SELECT encoding, data FROM blobs WHERE sha256 = ? LIMIT 1", [sha]

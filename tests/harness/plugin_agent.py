@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness._agents import AgentContext, AgentSession
+from harness import AgentContext, AgentSession
 
 
 class TouchDone:

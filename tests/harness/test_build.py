@@ -8,8 +8,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from harness._build import BuildError, map_dockerfile, parse_image_map, task_image
-from harness._tasks import load_task
+from harness import BuildError, load_task, map_dockerfile, parse_image_map, task_image
 from tests.conftest import harbor_fixtures
 
 FIXTURES = harbor_fixtures()

@@ -7,10 +7,7 @@ from pathlib import Path
 import pytest
 
 import traces
-from harness._agents import load_agent
-from harness._build import task_image
-from harness._tasks import find_tasks, load_task
-from harness._trial import run_trial
+from harness import find_tasks, load_agent, load_task, run_trial, task_image
 
 TASKS = Path(__file__).resolve().parents[2] / "tasks"
 BUNDLED = sorted(p.name for p in find_tasks([TASKS]))

@@ -14,10 +14,7 @@ from typing import Any
 import pytest
 
 import traces
-from harness._agents import load_agent
-from harness._build import task_image
-from harness._tasks import load_task
-from harness._trial import run_trial
+from harness import load_agent, load_task, run_trial, task_image
 from tests.conftest import harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]

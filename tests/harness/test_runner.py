@@ -12,11 +12,8 @@ from pathlib import Path
 import pytest
 
 import traces
-from harness._agents import load_agent
-from harness._build import BuildError, task_image
-from harness._runner import pass_at_k, wilson
-from harness._tasks import load_task
-from harness._trial import run_trial
+from harness import BuildError, load_agent, load_task, run_trial, task_image
+from reports import pass_at_k, wilson
 from tests.conftest import harbor_fixtures, harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,3 +245,41 @@ def test_plugin_agent_by_module_and_class(base_image: str, tmp_path: Path) -> No
         "run", str(suite), "--agent", "no.such.module:Agent", "--db", str(tmp_path / "t.db")
     )
     assert bad.returncode == 2 and "cannot load agent" in bad.stderr
+
+
+def test_a_trial_is_recorded_as_phases(base_image: str, tmp_path: Path) -> None:
+    """setup, then agent and verify per stage, each its own span under the trial root; the
+    sandbox's own spans (samples, stop) belong to the trial, its start to setup."""
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    result = trial(FIXTURES / "hello-multi-step-simple", "oracle", store)
+    assert result.outcome == "failed"  # the fixture's own oracle cannot pass step 2
+    tree = store.sql(
+        "SELECT s.name, p.name AS parent, "
+        "coalesce(s.attributes->>'$.\"harness.step\"', '') AS stage "
+        "FROM spans s LEFT JOIN spans p ON p.span_id = s.parent_span_id "
+        "WHERE s.name IN ('setup', 'agent', 'verify', 'sandbox.start', 'sandbox.stop') "
+        "ORDER BY s.start_ns"
+    )
+    rows = list(zip(tree.name, tree.parent, tree.stage, strict=True))
+    root = "invoke_agent oracle"
+    assert rows == [
+        ("setup", root, ""),
+        ("sandbox.start", "setup", ""),
+        ("agent", root, "create-file"),
+        ("verify", root, "create-file"),
+        ("agent", root, "append-content"),
+        ("verify", root, "append-content"),
+        ("sandbox.stop", root, ""),
+    ]
+    parents = store.sql(
+        "SELECT DISTINCT p.name FROM spans s JOIN spans p ON p.span_id = s.parent_span_id "
+        "WHERE s.name = 'sandbox.resources'"
+    ).name.tolist()
+    assert parents == [root]
+    # The read model sees the same phases: the agent's commands first, then the tests'.
+    steps = store.steps(result.trial_id)
+    assert [(s.phase, s.stage) for s in steps if s.phase == "agent"] == [
+        ("agent", "create-file"),
+        ("agent", "append-content"),
+    ]
+    assert {s.phase for s in steps} == {"agent", "verify"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness._tasks import find_tasks, load_task
+from harness import find_tasks, load_task
 from tests.conftest import harbor_fixtures, harness_cli
 
 ROOT = Path(__file__).resolve().parents[2]

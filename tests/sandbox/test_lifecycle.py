@@ -16,6 +16,7 @@ import pytest
 
 from sandbox._owner import owner_labels
 from tests.conftest import harness_cli
+from traces.vocab import Label
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,7 @@ def planted(base_image: str) -> Iterator[dict[str, str]]:
     """Containers as a crashed harness, a live harness and a stranger would leave them."""
     dead = subprocess.Popen(["true"])
     dead.wait()
-    dead_labels = {**owner_labels("run-dead"), "harness.owner.pid": str(dead.pid)}
+    dead_labels = {**owner_labels("run-dead"), Label.OWNER_PID: str(dead.pid)}
     live_labels = owner_labels("run-live")
     api = docker.from_env().api
     ids: dict[str, str] = {}
@@ -93,7 +94,7 @@ def planted(base_image: str) -> Iterator[dict[str, str]]:
             ids["stranger"],
             repository=f"harness-test-{name}",
             tag="x",
-            conf={"Labels": {**labels, "harness.temp": "1"}},
+            conf={"Labels": {**labels, Label.TEMP: "1"}},
         )["Id"]
     yield ids
     for name in ("dead-image", "live-image"):

@@ -7,9 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import traces
 from sandbox import Limits, Recording, Sandbox
+from traces.vocab import Span
 
 
 class Rig:
@@ -252,3 +257,41 @@ def test_file_writes_are_recorded_with_their_changes(rig: Rig) -> None:
     assert ("/tmp/w/small.txt", "/tmp/w/small.txt", "added") in rows
     assert ("/tmp/w/big.bin", "/tmp/w/big.bin", "added") in rows
     assert rig.store.sql("SELECT count(*) AS n FROM commands").n[0] == 0  # not commands
+
+
+@pytest.mark.parametrize("override", [True, False], ids=["parent", "default"])
+def test_sandbox_wide_spans_go_under_the_recording_parent(base_image: str, override: bool) -> None:
+    """``sandbox.start`` goes under the context current at start(); resource samples and
+    ``sandbox.stop`` under ``Recording.parent``, else under that same start context."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    root = tracer.start_span(Span.trial("test"))
+    root_ctx = trace.set_span_in_context(root)
+    recording = Recording(
+        tracer=tracer,
+        parent=root_ctx if override else None,
+        resource_interval=0.05,
+        file_changes=False,
+    )
+    with tracer.start_as_current_span(Span.SETUP, context=root_ctx) as setup:
+        sb = Sandbox(base_image, record=recording).start()
+    try:
+        with tracer.start_as_current_span(Span.AGENT, context=root_ctx) as agent:
+            sb.run("sleep 0.3")
+    finally:
+        sb.close()
+    root.end()
+    spans = exporter.get_finished_spans()
+
+    def parents(name: str) -> set[int]:
+        return {s.parent.span_id for s in spans if s.name == name and s.parent is not None}
+
+    setup_id = setup.get_span_context().span_id
+    wide_id = root.get_span_context().span_id if override else setup_id
+    assert parents(Span.SANDBOX_START) == {setup_id}
+    assert parents(Span.EXEC) == {agent.get_span_context().span_id}
+    assert parents(Span.RESOURCES) == {wide_id}
+    assert parents(Span.SANDBOX_STOP) == {wide_id}
+    assert len([s for s in spans if s.name == Span.SANDBOX_STOP]) == 1

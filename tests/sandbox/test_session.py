@@ -8,8 +8,19 @@ import threading
 
 import docker
 import pytest
+import requests.exceptions
 
-from sandbox import ImageNotFound, LimitNotSupported, Limits, Sandbox, SandboxError
+from sandbox import (
+    EngineUnavailable,
+    ImageNotFound,
+    LimitNotSupported,
+    Limits,
+    Sandbox,
+    SandboxError,
+    SessionLost,
+    image_entrypoint,
+)
+from traces.vocab import Label
 
 
 def test_cwd_env_functions_aliases_and_files_persist(sb: Sandbox) -> None:
@@ -219,8 +230,8 @@ def test_hardening_defaults(sb: Sandbox, engine: None) -> None:
     assert hc["NanoCpus"] == 1_000_000_000 and hc["PidsLimit"] == 1024
     assert hc["NetworkMode"] == "none"
     labels = info["Config"]["Labels"]
-    assert labels["harness.owner.pid"] == str(os.getpid())
-    assert labels["harness.managed"] == "1"
+    assert labels[Label.OWNER_PID] == str(os.getpid())
+    assert labels[Label.MANAGED] == "1"
 
 
 def test_limits_and_labels_are_applied(base_image: str) -> None:
@@ -229,7 +240,7 @@ def test_limits_and_labels_are_applied(base_image: str) -> None:
         info = docker.from_env().api.inspect_container(sb.container_id)
     hc = info["HostConfig"]
     assert (hc["Memory"], hc["NanoCpus"], hc["PidsLimit"]) == (256 << 20, 500_000_000, 64)
-    assert info["Config"]["Labels"]["harness.run_id"] == "run-xyz"
+    assert info["Config"]["Labels"][Label.RUN_ID] == "run-xyz"
     assert info["Config"]["Labels"]["team"] == "a"
 
 
@@ -250,6 +261,35 @@ def test_disk_limit_is_enforced_or_refused_clearly(base_image: str) -> None:
 def test_missing_image_is_a_clear_error(engine: None) -> None:
     with pytest.raises(ImageNotFound, match="harness images build"):
         Sandbox("no-such-image:never").start()
+
+
+def test_engine_errors_arrive_as_sandbox_errors_with_their_cause(base_image: str) -> None:
+    with pytest.raises(ImageNotFound) as missing:
+        image_entrypoint("sha256:" + "0" * 64)
+    assert isinstance(missing.value.__cause__, docker.errors.ImageNotFound)
+    with Sandbox(base_image) as sb:
+        docker.from_env().api.remove_container(sb.container_id, force=True)
+        with pytest.raises(SessionLost) as gone:
+            sb.read_file("/etc/hostname")  # not FileNotFoundError: the container is gone
+        assert isinstance(gone.value.__cause__, docker.errors.NotFound)
+        with pytest.raises(SandboxError) as write:
+            sb.write_file("/tmp/big", b"x" * (1 << 20))
+        assert isinstance(write.value.__cause__, docker.errors.NotFound)
+        with pytest.raises(SessionLost) as run:
+            sb.run("true")
+        assert isinstance(run.value.__cause__, docker.errors.APIError)
+
+
+def test_engine_going_away_is_engine_unavailable(sb: Sandbox) -> None:
+    api = sb._api
+    sb._api = docker.APIClient(base_url="unix:///nonexistent/docker.sock", version="1.41")
+    try:
+        with pytest.raises(EngineUnavailable) as info:
+            sb.read_file("/etc/hostname")
+    finally:
+        sb._api = api
+    assert isinstance(info.value.__cause__, requests.exceptions.ConnectionError)
+    assert "stopped answering" in str(info.value)
 
 
 def test_container_removed_after_exception_in_with(base_image: str) -> None:

@@ -81,8 +81,10 @@ def test_sigkill_keeps_every_ended_trial(tmp_path: Path) -> None:
 
 
 OPEN_TRIAL = """
+import signal
 import sys, time
 from traces import Recorder
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 with Recorder(sys.argv[1], schedule_delay=600) as rec:
     tracer = rec.tracer()
     with tracer.start_as_current_span("invoke_agent open", attributes={"harness.run.id": "r"}):

@@ -17,8 +17,11 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from pydantic import Field, field_validator
 
-from ._agents import AgentContext, AgentSession
+from traces.vocab import Attr, Span
+
+from ._agent import AgentContext, AgentOptions, AgentSession
 
 SYSTEM = (
     "You are an autonomous agent working in a Linux container through the `shell` tool. "
@@ -53,34 +56,52 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:half]}\n[... {len(text) - 2 * half} characters omitted ...]\n{text[-half:]}"
 
 
+class OpenAIOptions(AgentOptions):
+    model: str = Field(default="gpt-5-mini", description="Model for the openai agent.")
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint (default: OpenAI's)."
+    )
+    api: str = Field(default="responses", description="openai agent: responses or chat.")
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY", description="Environment variable holding the API key."
+    )
+    max_steps: int = Field(default=50, description="openai agent: most model calls.")
+    temperature: float | None = Field(default=None, description="Sampling temperature.")
+    seed: int | None = Field(default=None, description="Sampling seed.")
+    reasoning_effort: str | None = Field(default=None, description="low, medium or high.")
+    max_output_length: int = Field(
+        default=16_000, description="openai agent: characters of output the model is shown."
+    )
+    retries: int = Field(default=5, description="openai agent: retries on 429 and 5xx.")
+    backoff_s: float = Field(default=1.0, description="openai agent: first retry delay.")
+
+    @field_validator("api")
+    @classmethod
+    def _api(cls, v: str) -> str:
+        if v not in ("responses", "chat"):
+            raise ValueError(f"api must be 'responses' or 'chat', not {v!r}")
+        return v
+
+
 class OpenAIAgent:
-    """Options: model, base_url, api ("responses" | "chat"), api_key_env, max_steps,
-    temperature, seed, reasoning_effort, max_output_length (what the model is shown),
-    retries (on 429 and 5xx, with backoff, each recorded)."""
+    """A model drives the sandbox through the shell tool; see :class:`OpenAIOptions`.
+    Retries on 429 and 5xx back off exponentially and each one is recorded."""
 
     name = "openai"
+    Options = OpenAIOptions
 
-    def __init__(
-        self,
-        model: str = "gpt-5-mini",
-        base_url: str | None = None,
-        api: str = "responses",
-        api_key_env: str = "OPENAI_API_KEY",
-        max_steps: int = 50,
-        temperature: float | None = None,
-        seed: int | None = None,
-        reasoning_effort: str | None = None,
-        max_output_length: int = 16_000,
-        retries: int = 5,
-        backoff_s: float = 1.0,
-    ) -> None:
-        if api not in ("responses", "chat"):
-            raise ValueError(f"api must be 'responses' or 'chat', not {api!r}")
-        self.model, self.base_url, self.api = model, base_url, api
-        self.api_key_env = api_key_env
-        self.max_steps, self.temperature, self.seed = max_steps, temperature, seed
-        self.reasoning_effort = reasoning_effort
-        self.max_output_length, self.retries, self.backoff_s = max_output_length, retries, backoff_s
+    def __init__(self, options: OpenAIOptions | None = None) -> None:
+        o = options or OpenAIOptions()
+        self.options = o
+        self.model, self.base_url, self.api = o.model, o.base_url, o.api
+        self.api_key_env = o.api_key_env
+        self.max_steps, self.temperature, self.seed = o.max_steps, o.temperature, o.seed
+        self.reasoning_effort = o.reasoning_effort
+        self.max_output_length, self.retries, self.backoff_s = (
+            o.max_output_length,
+            o.retries,
+            o.backoff_s,
+        )
 
     def _client(self) -> Any:
         import openai
@@ -171,18 +192,18 @@ class OpenAIAgent:
         req = self._request(items)
         extra = {"seed": self.seed} if self.api == "responses" and self.seed is not None else None
         with tracer.start_as_current_span(
-            f"chat {self.model}",
+            Span.chat(self.model),
             kind=trace.SpanKind.CLIENT,
             attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.system": "openai",
-                "gen_ai.request.model": self.model,
-                "harness.api": self.api,
+                Attr.GEN_AI_OPERATION: Span.CHAT,
+                Attr.GEN_AI_SYSTEM: "openai",
+                Attr.GEN_AI_REQUEST_MODEL: self.model,
+                Attr.API: self.api,
             },
         ) as span:
             if ctx.put_blob is not None:
                 span.set_attribute(
-                    "harness.request.sha256", ctx.put_blob(json.dumps(req, sort_keys=True).encode())
+                    Attr.REQUEST_BLOB, ctx.put_blob(json.dumps(req, sort_keys=True).encode())
                 )
             for attempt in range(self.retries + 1):
                 try:
@@ -212,7 +233,7 @@ class OpenAIAgent:
                     time.sleep(self.backoff_s * (2**attempt))
             if ctx.put_blob is not None:
                 span.set_attribute(
-                    "harness.response.sha256",
+                    Attr.RESPONSE_BLOB,
                     ctx.put_blob(json.dumps(data, sort_keys=True).encode()),
                 )
             usage = data.get("usage") or {}
@@ -225,12 +246,12 @@ class OpenAIAgent:
                 cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
                 finish = [str(c.get("finish_reason")) for c in data.get("choices", [])]
             attrs = {
-                "gen_ai.response.id": data.get("id"),
-                "gen_ai.response.model": data.get("model"),
-                "gen_ai.usage.input_tokens": tin,
-                "gen_ai.usage.output_tokens": tout,
-                "gen_ai.usage.cache_read.input_tokens": cached,
-                "gen_ai.response.finish_reasons": finish,
+                Attr.GEN_AI_RESPONSE_ID: data.get("id"),
+                Attr.GEN_AI_RESPONSE_MODEL: data.get("model"),
+                Attr.GEN_AI_INPUT_TOKENS: tin,
+                Attr.GEN_AI_OUTPUT_TOKENS: tout,
+                Attr.GEN_AI_CACHED_TOKENS: cached,
+                Attr.GEN_AI_FINISH_REASONS: finish,
             }
             span.set_attributes({k: v for k, v in attrs.items() if v is not None})
             for key, value in (("input_tokens", tin), ("output_tokens", tout)):
@@ -258,12 +279,12 @@ class OpenAIAgent:
 
     def _tool(self, tracer: Any, session: AgentSession, call_id: str, raw_args: str) -> str:
         with tracer.start_as_current_span(
-            "execute_tool shell",
+            Span.tool("shell"),
             attributes={
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": "shell",
-                "gen_ai.tool.call.id": call_id,
-                "gen_ai.tool.call.arguments": raw_args,
+                Attr.GEN_AI_OPERATION: Span.EXECUTE_TOOL,
+                Attr.GEN_AI_TOOL_NAME: "shell",
+                Attr.GEN_AI_TOOL_CALL_ID: call_id,
+                Attr.GEN_AI_TOOL_CALL_ARGUMENTS: raw_args,
             },
         ) as span:
             try:
@@ -273,7 +294,7 @@ class OpenAIAgent:
                     raise ValueError("commands must be a list of strings")
             except (ValueError, KeyError, TypeError) as exc:
                 span.set_status(Status(StatusCode.ERROR, "malformed arguments"))
-                span.set_attribute("harness.tool.error", str(exc))
+                span.set_attribute(Attr.TOOL_ERROR, str(exc))
                 return json.dumps(
                     {
                         "error": f"invalid arguments for shell: {exc}. Expected "

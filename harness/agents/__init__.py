@@ -1,0 +1,29 @@
+"""Agents: the ``Agent`` protocol and the session it acts through, the built-ins (``oracle``,
+``nop``, ``scripted``, ``openai``) and a registry that also finds plug-ins (entry points in
+``harness.agents``, or ``module:Class``)."""
+
+from ._agent import Agent, AgentContext, AgentOptions, AgentSession, upload_dir
+from ._registry import (
+    BUILTIN,
+    AgentError,
+    OptionInfo,
+    agent_class,
+    builtin_options,
+    load_agent,
+    validate_options,
+)
+
+__all__ = [
+    "BUILTIN",
+    "Agent",
+    "AgentContext",
+    "AgentError",
+    "AgentOptions",
+    "AgentSession",
+    "OptionInfo",
+    "agent_class",
+    "builtin_options",
+    "load_agent",
+    "upload_dir",
+    "validate_options",
+]

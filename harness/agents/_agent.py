@@ -1,0 +1,90 @@
+"""The agent interface: what acts in a trial's sandbox, and the session it acts through.
+
+An agent is any object with a ``name`` and ``run(instruction, session, ctx)``. The runner owns
+the clock: it gives the agent a deadline through the session and stops whatever is still
+running when time is up, so an agent never has to police its own budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # the engine client loads only when a sandbox is made
+    from sandbox import CommandResult, Sandbox
+
+    from .._tasks import Step, Task
+
+
+class AgentOptions(BaseModel):
+    """Base of an agent's options. Each field becomes a ``harness run`` option
+    (``base_url`` -> ``--base-url``), validated here, so the CLI knows no agent by name and
+    a bad value is refused before any trial starts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class AgentSession:
+    """The agent's view of the sandbox: its commands run as the task's agent user."""
+
+    sandbox: Sandbox
+    user: str | None
+    deadline: float  # time.monotonic() by which the agent must be done
+    commands: int = 0
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run a command as the agent; never past the agent's deadline."""
+        left = self.remaining()
+        self.commands += 1
+        return self.sandbox.run(
+            command, timeout=min(timeout or left, left) or 0.001, user=self.user
+        )
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        self.sandbox.write_file(path, data, mode)
+
+    def read_file(self, path: str) -> bytes:
+        return self.sandbox.read_file(path)
+
+
+@dataclass
+class AgentContext:
+    """What an agent may know of the trial besides its instruction."""
+
+    task: Task
+    step: Step
+    env: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # filled by the agent: model, tokens
+    tracer: Any = None  # for the agent's own spans (model calls, tool calls)
+    put_blob: Callable[[bytes], str] | None = None  # payloads too large for an attribute
+
+
+class Agent(Protocol):
+    """The plug-in interface: ``run`` receives the instruction and a session, and returns
+    when the agent is done (or raises). The runner enforces the time budget.
+
+    An agent class may declare ``Options`` (an :class:`AgentOptions` subclass); it is then
+    constructed with one validated instance of it. Without ``Options`` it is constructed
+    with the options as keyword arguments.
+    """
+
+    name: str
+
+    def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None: ...
+
+
+def upload_dir(sandbox: Sandbox, local: Path, remote: str) -> None:
+    """Copy a local folder into the sandbox, keeping file modes."""
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(local).as_posix()
+            sandbox.write_file(f"{remote}/{rel}", p.read_bytes(), p.stat().st_mode & 0o777)

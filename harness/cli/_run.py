@@ -1,0 +1,264 @@
+"""`harness run` and `harness runs`: run a suite, list runs.
+
+Agents declare their own options (``Agent.Options``); :func:`take_agent_options` finds
+their flags on the command line, so this module knows no agent by name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ._common import DbOption, err, fail, out, write_table
+
+AGENT_OPTIONS = "agent_options"  # the key in the context object where agents' flags wait
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(runs)
+
+
+def subcommand_index(argv: list[str]) -> int | None:
+    """Where the subcommand is in ``argv`` (after the root's own options), if any."""
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--otlp-endpoint":
+            i += 2
+        elif token.startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
+def take_agent_options(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Split the agents' own flags (``--model X``, ``--flag``/``--no-flag``) from ``run``'s
+    arguments. They are validated later by the chosen agent's model, which also says when
+    an option belongs to another agent."""
+    from ..agents import builtin_options
+
+    infos = {i.flag: i for i in builtin_options()}
+    negations = {f"--no-{flag[2:]}": i for flag, i in infos.items() if i.is_flag}
+    rest: list[str] = []
+    given: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        flag, eq, value = token.partition("=")
+        if token == "--":
+            rest.extend(argv[i:])
+            break
+        if flag in infos and not infos[flag].is_flag:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ValueError(f"{flag} needs a value")
+                value = argv[i + 1]
+                i += 1
+            given[infos[flag].name] = value
+        elif token in infos:
+            given[infos[token].name] = True
+        elif token in negations:
+            given[negations[token].name] = False
+        else:
+            rest.append(token)
+        i += 1
+    return rest, given
+
+
+def agent_options_help() -> str:
+    """The agents' options, for the end of ``harness run --help``."""
+    from ..agents import builtin_options
+
+    lines = ["\b", "Agent options (each agent validates its own; any agent: --agent-option):"]
+    for info in builtin_options():
+        flag = info.flag if info.is_flag else f"{info.flag} VALUE"
+        lines.append(f"  {flag:<28} [{', '.join(info.agents)}] {info.help}")
+    return "\n".join(lines)
+
+
+def _agent_options(ctx: typer.Context, agent: str, pairs: list[str] | None) -> dict[str, Any]:
+    """The options given for ``agent``: its flags, then ``--agent-option KEY=VALUE``s."""
+    from ..agents import validate_options
+
+    options: dict[str, Any] = dict((ctx.obj or {}).get(AGENT_OPTIONS, {}))
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--agent-option {pair!r}: expected KEY=VALUE")
+        options[key.replace("-", "_")] = value
+    return validate_options(agent, options)
+
+
+def run(
+    ctx: typer.Context,
+    tasks: Annotated[
+        list[str] | None, typer.Argument(help="Task folders or suite folders.")
+    ] = None,
+    agent: Annotated[str, typer.Option(help="oracle, nop, a plug-in name, or module:Class.")] = (
+        "oracle"
+    ),
+    trials: Annotated[int, typer.Option(min=1, help="Trials per task.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Trials at once.")] = 2,
+    task_filter: Annotated[str | None, typer.Option(help="Only tasks whose name matches.")] = None,
+    timeout_multiplier: Annotated[float, typer.Option(help="Scale every timeout.")] = 1.0,
+    image_map: Annotated[
+        list[str] | None,
+        typer.Option("--image-map", help="FROM=TO: build FROM images as TO (repeatable)."),
+    ] = None,
+    force_build: Annotated[bool, typer.Option(help="Rebuild task images.")] = False,
+    footer: Annotated[bool, typer.Option(help="Tell the agent its time budget.")] = True,
+    resume: Annotated[str | None, typer.Option(help="Run the missing trials of RUN_ID.")] = None,
+    agent_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent-option",
+            "-O",
+            help="KEY=VALUE for the agent (any agent's option, e.g. a plug-in's; repeatable).",
+        ),
+    ] = None,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run tasks with an agent: each trial in its own recorded sandbox, scored."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    import traces
+    from reports import summarize
+    from traces.vocab import Outcome
+
+    from .._build import parse_image_map
+    from .._runner import RunConfig, execute_run, plan_run
+    from .._tasks import TaskError
+
+    store = traces.open(db)
+    try:
+        config = None
+        if not resume:
+            if not tasks:
+                raise fail("name at least one task folder (or use --resume RUN_ID)", 2)
+            config = RunConfig(
+                tasks=[str(Path(t).resolve()) for t in tasks],
+                agent=agent,
+                agent_options=_agent_options(ctx, agent, agent_option),
+                trials=trials,
+                concurrency=concurrency,
+                task_filter=task_filter,
+                timeout_multiplier=timeout_multiplier,
+                image_map=parse_image_map(image_map),
+                force_build=force_build,
+                footer=footer,
+            )
+        plan = plan_run(store, config, resume)
+    except (ValueError, TaskError, traces.StoreError) as exc:
+        raise fail(str(exc), 2) from None
+    if not plan.tasks:
+        raise fail("no tasks matched", 2)
+    cfg, run_id = plan.config, plan.run_id
+    err.print(
+        f"run {run_id}: {len(plan.tasks)} tasks x {cfg.trials} trials, agent {cfg.agent}, "
+        f"concurrency {cfg.concurrency}" + (f", resuming {plan.total} trials" if resume else ""),
+        highlight=False,
+        markup=False,
+    )
+    print(run_id, flush=True)
+    recorder = traces.Recorder(store)
+    counts = {"passed": 0, "errors": 0}
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task("trials", total=plan.total, info="")
+
+            def on_result(r: Any) -> None:
+                counts["passed"] += r.passed
+                counts["errors"] += Outcome.is_error(r.outcome)
+                progress.update(
+                    bar, advance=1, info=f"passing {counts['passed']}  errors {counts['errors']}"
+                )
+
+            def on_build(task_id: str) -> None:
+                progress.update(bar, info=f"building {task_id}")
+
+            execute_run(plan, recorder, on_result, on_build)
+    finally:
+        recorder.shutdown()
+    summary = summarize(store, run_id, cfg.trials)
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    _print_summary(run_id, summary)
+
+
+def _print_summary(run_id: str, summary: dict[str, Any]) -> None:
+    table = Table(title=f"run {run_id}", header_style="bold")
+    for col in (
+        "task",
+        "trials",
+        "pass rate",
+        "mean reward",
+        "mean steps",
+        "tokens in/out",
+        "mean time",
+    ):
+        table.add_column(col)
+    for row in summary["tasks"]:
+        reward = "" if row["mean_reward"] is None else f"{row['mean_reward']:.2f}"
+        steps = "" if row["mean_steps"] is None else f"{row['mean_steps']:.1f}"
+        table.add_row(
+            str(row["task"]),
+            str(row["trials"]),
+            f"{row['pass_rate']:.0%}",
+            reward,
+            steps,
+            f"{row['input_tokens']}/{row['output_tokens']}",
+            f"{row['mean_duration_s']:.1f} s",
+        )
+    out.print(table)
+    lo, hi = summary["pass_rate_ci95"]
+    ks = "  ".join(f"{k} {v:.2f}" for k, v in summary.items() if k.startswith("pass@"))
+    out.print(
+        f"suite pass rate {summary['pass_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}), "
+        f"{summary['passed']}/{summary['trials']} trials  {ks}",
+        highlight=False,
+    )
+    if summary["errors"]:
+        out.print(
+            "errors: " + ", ".join(f"{k} {v}" for k, v in summary["errors"].items()),
+            highlight=False,
+        )
+
+
+def runs(
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON.")] = False,
+) -> None:
+    """List the runs in the trace store."""
+    import traces
+
+    try:
+        table = traces.open(db).arrow(
+            "SELECT run_id, started_at, trials, passed, round(pass_rate, 3) AS pass_rate, "
+            "errors, agents FROM runs ORDER BY started_at DESC"
+        )
+    except traces.StoreError as exc:
+        raise fail(str(exc), 2) from None
+    write_table(table, "json" if as_json else "table", None)

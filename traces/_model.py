@@ -1,0 +1,405 @@
+"""A typed read model of the record: runs, trials, steps, file changes, resource samples.
+
+``show``, ``replay``, ``compare`` and the reports all need the same few things from a trial.
+Each writing its own SQL would spread the span model over every command, and a change to it
+would have to find them all; so they read these dataclasses instead, and the SQL lives here,
+over the public views (what a user can query is what the tools read).
+
+Every function takes the store and runs its queries in one ``store.session()``, so a result is
+one consistent snapshot even while a run is being written. A trial can be named by a unique
+prefix of its id, as a user types it. Timestamps are timezone-aware ``datetime`` in UTC (the
+views hold naive UTC timestamps); blob refs are ``sha256:<hex>`` strings for
+:meth:`TraceStore.blob`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ._schema import a
+from ._store import StoreError, decode_blob
+from .vocab import Attr, Span, blob_sha
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from ._store import TraceStore
+
+__all__ = ["FileChange", "ResourceSample", "Run", "Step", "Trial"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One suite run, summed over its trials (a row of the ``runs`` view).
+
+    ``agents`` and ``models`` are the distinct names, sorted; token counts are None when no
+    trial recorded any.
+    """
+
+    run_id: str
+    started_at: datetime
+    ended_at: datetime
+    trials: int
+    passed: int
+    pass_rate: float
+    mean_reward: float | None
+    errors: int
+    agents: tuple[str, ...]
+    models: tuple[str, ...]
+    tasks: int
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial: one trace, one task attempt (a row of the ``trials`` view).
+
+    ``error`` is the root span's ``harness.error`` (why a trial that did not get scored
+    ended), None if it has none. ``passed`` is False when the trial recorded neither a
+    pass flag nor an outcome.
+    """
+
+    run_id: str
+    trial_id: str
+    trace_id: str
+    task: str | None
+    trial_index: int | None
+    agent: str | None
+    model: str | None
+    outcome: str | None
+    passed: bool
+    reward: float | None
+    steps: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    started_at: datetime
+    duration_s: float
+    image: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command the sandbox ran in a trial (a ``sandbox.exec`` span), in the order run.
+
+    ``index`` counts from 1 within the trial, over every phase. ``phase`` is the name of the
+    nearest enclosing phase span (``setup``, ``agent`` or ``verify``) and ``stage`` that
+    span's stage name (Harbor's multi-step tasks), each None when there is none. A command
+    too long to keep inline is read back from its blob, so ``command`` is always complete.
+    Absent timeout and OOM flags read as False.
+    """
+
+    index: int
+    span_id: str
+    command: str | None
+    exit_code: int | None
+    cwd: str | None
+    started_at: datetime
+    duration_ms: float
+    timed_out: bool
+    oom_killed: bool
+    stdout_ref: str | None
+    stderr_ref: str | None
+    stdout_bytes: int | None
+    stderr_bytes: int | None
+    cpu_s: float | None
+    peak_memory_bytes: int | None
+    phase: str | None
+    stage: str | None
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One path a step changed (a ``fs.change`` span; a row of the ``file_changes`` view).
+
+    ``step_span_id`` is the span of the command (or file write) that made the change;
+    ``before_ref``/``after_ref``/``diff_ref`` are blob refs of the contents and the diff.
+    """
+
+    step_span_id: str | None
+    path: str | None
+    op: str | None
+    file_type: str | None
+    size: int | None
+    mode: str | None
+    before_ref: str | None
+    after_ref: str | None
+    diff_ref: str | None
+    link_target: str | None
+    old_path: str | None
+    content_omitted: bool
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class ResourceSample:
+    """One sample of the container's resources (a row of the ``resource_samples`` view).
+
+    Counters (``cpu_s``, block and network bytes) are cumulative since the container
+    started; a probe that could not read a value leaves it None.
+    """
+
+    sampled_at: datetime
+    cpu_s: float | None
+    memory_bytes: int | None
+    memory_peak_bytes: int | None
+    pids: int | None
+    block_read_bytes: int | None
+    block_write_bytes: int | None
+    net_rx_bytes: int | None
+    net_tx_bytes: int | None
+
+
+# -- queries ---------------------------------------------------------------------------------
+# Select lists alias each column to its field name, so rows become dataclasses by keyword.
+
+_RUN_SQL = """
+SELECT r.run_id, r.started_at, r.ended_at, r.trials, r.passed,
+       CAST(r.pass_rate AS DOUBLE) AS pass_rate, CAST(r.mean_reward AS DOUBLE) AS mean_reward,
+       r.errors, n.agents, n.models, r.tasks,
+       CAST(r.input_tokens AS BIGINT) AS input_tokens,
+       CAST(r.output_tokens AS BIGINT) AS output_tokens
+FROM runs r
+JOIN (
+    SELECT run_id, list_sort(list_distinct(list(agent))) AS agents,
+           list_sort(list_distinct(list(model))) AS models
+    FROM trials GROUP BY run_id
+) n ON n.run_id = r.run_id
+"""
+
+_TRIAL_SQL = f"""
+SELECT t.run_id, t.trial_id, t.trace_id, t.task, t.trial_index, t.agent, t.model, t.outcome,
+       coalesce(t.passed, false) AS passed, t.reward, t.steps,
+       CAST(t.input_tokens AS BIGINT) AS input_tokens,
+       CAST(t.output_tokens AS BIGINT) AS output_tokens,
+       t.started_at, t.duration_s, t.image, {a(Attr.ERROR, src="root")} AS error
+FROM trials t
+LEFT JOIN spans root ON root.trace_id = t.trace_id AND root.parent_span_id IS NULL
+    AND root.run_id = t.run_id AND root.name LIKE '{Span.TRIAL}%'
+"""
+_TRIAL_ORDER = "ORDER BY t.started_at, t.run_id, t.task, t.trial_index, t.trial_id"
+
+_STEP_SQL = f"""
+SELECT c.span_id, c.command, c.exit_code, c.cwd, c.started_at, c.duration_ms,
+       coalesce(c.timed_out, false) AS timed_out, coalesce(c.oom_killed, false) AS oom_killed,
+       c.stdout_sha256 AS stdout_ref, c.stderr_sha256 AS stderr_ref,
+       c.stdout_bytes, c.stderr_bytes, c.cpu_s, c.peak_memory_bytes,
+       {a(Attr.COMMAND_LINE + Attr.BLOB_SUFFIX)} AS command_ref
+FROM commands c JOIN spans s ON s.trace_id = c.trace_id AND s.span_id = c.span_id
+WHERE c.trace_id = ?
+ORDER BY s.start_ns, s.end_ns, c.span_id
+"""
+
+_FILE_CHANGE_SQL = """
+SELECT f.command_span_id AS step_span_id, f.path, f.op, f.file_type, f.size, f.mode,
+       f.before_sha256 AS before_ref, f.after_sha256 AS after_ref, f.diff_sha256 AS diff_ref,
+       f.link_target, f.old_path, f.content_omitted, f.changed_at
+FROM file_changes f JOIN spans s ON s.trace_id = f.trace_id AND s.span_id = f.span_id
+WHERE f.trace_id = ? AND (CAST(? AS VARCHAR) IS NULL OR f.command_span_id = ?)
+ORDER BY s.start_ns, f.path, f.span_id
+"""
+
+_RESOURCE_SQL = """
+SELECT sampled_at, cpu_s, memory_bytes, memory_peak_bytes, pids, block_read_bytes,
+       block_write_bytes, net_rx_bytes, net_tx_bytes
+FROM resource_samples r WHERE r.trace_id = ?
+ORDER BY sampled_at, r.span_id
+"""
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    """Rows as {column: value}; timestamps become aware UTC datetimes, lists tuples."""
+    cur = con.execute(query, list(params))
+    names = [d[0] for d in cur.description or []]
+    return [{name: _value(v) for name, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    if isinstance(v, list):
+        return tuple(v)
+    return v
+
+
+# -- runs and trials -------------------------------------------------------------------------
+
+
+def runs(store: TraceStore) -> list[Run]:
+    """Every run in the store, oldest first."""
+    with store.session() as con:
+        rows = _rows(con, _RUN_SQL + "ORDER BY r.started_at, r.run_id")
+    return [Run(**row) for row in rows]
+
+
+def run(store: TraceStore, run_id: str) -> Run:
+    """One run by its exact id.
+
+    Raises:
+        StoreError: no run has that id.
+    """
+    with store.session() as con:
+        rows = _rows(con, _RUN_SQL + "WHERE r.run_id = ?", [run_id])
+    if not rows:
+        raise StoreError(f"no run {run_id!r} in {store.path}; `harness runs` lists the runs there")
+    return Run(**rows[0])
+
+
+def trials(store: TraceStore, run_id: str | None = None) -> list[Trial]:
+    """The trials of one run (or of every run), in the order they started."""
+    with store.session() as con:
+        if run_id is None:
+            rows = _rows(con, f"{_TRIAL_SQL} {_TRIAL_ORDER}")
+        else:
+            rows = _rows(con, f"{_TRIAL_SQL} WHERE t.run_id = ? {_TRIAL_ORDER}", [run_id])
+    return [Trial(**row) for row in rows]
+
+
+def trial(store: TraceStore, trial_id: str) -> Trial:
+    """One trial by its id or a unique prefix of it (an exact match wins).
+
+    Raises:
+        StoreError: no trial matches, or the prefix matches more than one.
+    """
+    with store.session() as con:
+        return _trial(con, store, trial_id)
+
+
+def _trial(con: duckdb.DuckDBPyConnection, store: TraceStore, trial_id: str) -> Trial:
+    # An exact match sorts first, so it is never cut off by the limit.
+    rows = _rows(
+        con,
+        f"{_TRIAL_SQL} WHERE starts_with(t.trial_id, ?) "
+        "ORDER BY t.trial_id = ? DESC, t.trial_id LIMIT 21",
+        [trial_id, trial_id],
+    )
+    exact = [r for r in rows if r["trial_id"] == trial_id]
+    if exact:
+        rows = exact
+    if not rows:
+        raise StoreError(
+            f"no trial {trial_id!r} in {store.path}; "
+            '`harness sql "SELECT trial_id, task FROM trials"` lists them'
+        )
+    ids = sorted({r["trial_id"] for r in rows})
+    if len(ids) > 1:
+        more = ", ..." if len(rows) > 20 else ""
+        raise StoreError(
+            f"trial id prefix {trial_id!r} is ambiguous in {store.path}: it matches "
+            f"{', '.join(ids[:20])}{more}; give more of the id"
+        )
+    return Trial(**rows[0])
+
+
+# -- inside a trial --------------------------------------------------------------------------
+
+
+def steps(store: TraceStore, trial_id: str) -> list[Step]:
+    """The commands the sandbox ran in a trial, numbered from 1 in the order they started,
+    each with the phase and stage it ran in.
+
+    Raises:
+        StoreError: no trial matches ``trial_id`` (or a prefix matches several).
+    """
+    with store.session() as con:
+        trace_id = _trial(con, store, trial_id).trace_id
+        rows = _rows(con, _STEP_SQL, [trace_id])
+        phases = _phases(con, trace_id)
+        refs = [r["command_ref"] for r in rows if r["command"] is None and r["command_ref"]]
+        offloaded = _blob_texts(con, refs)
+    out: list[Step] = []
+    for index, row in enumerate(rows, start=1):
+        ref = row.pop("command_ref")
+        if row["command"] is None and ref:
+            row["command"] = offloaded.get(blob_sha(ref))
+        phase, stage = phases.get(row["span_id"], (None, None))
+        out.append(Step(index=index, phase=phase, stage=stage, **row))
+    return out
+
+
+def _phases(
+    con: duckdb.DuckDBPyConnection, trace_id: str
+) -> dict[str, tuple[str | None, str | None]]:
+    """(phase, stage) of each command span of a trace, from the nearest phase ancestor.
+
+    Walks parent links in Python over one query of the trace's spans: a trace holds at most
+    some thousands of spans, and each span is visited once (results are memoized per span).
+    """
+    rows = con.execute(
+        f"SELECT span_id, parent_span_id, name, {a(Attr.STAGE, src='s')} "
+        "FROM spans s WHERE s.trace_id = ?",
+        [trace_id],
+    ).fetchall()
+    spans: dict[str, tuple[str | None, str, str | None]] = {
+        sid: (parent, name, stage) for sid, parent, name, stage in rows
+    }
+    found: dict[str, tuple[str | None, str | None]] = {}
+
+    def resolve(span_id: str) -> tuple[str | None, str | None]:
+        path: list[str] = []
+        result: tuple[str | None, str | None] = (None, None)
+        current: str | None = span_id
+        while current is not None and current in spans:
+            if current in found:
+                result = found[current]
+                break
+            if current in path:  # a cycle (only a malformed import can make one)
+                break
+            path.append(current)
+            parent, name, stage = spans[current]
+            if name in Span.PHASES:
+                result = (name, stage)
+                break
+            current = parent
+        for sid in path:
+            found[sid] = result
+        return result
+
+    return {sid: resolve(sid) for sid, (_, name, _) in spans.items() if name == Span.EXEC}
+
+
+def _blob_texts(con: duckdb.DuckDBPyConnection, refs: Sequence[str]) -> dict[str, str]:
+    """sha256 hex -> text of those blobs the store holds."""
+    if not refs:
+        return {}
+    shas = sorted({blob_sha(r) for r in refs})
+    rows = con.execute(
+        "SELECT sha256, encoding, data FROM blobs WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))",
+        [shas],
+    ).fetchall()
+    return {
+        sha: decode_blob(enc, data).decode("utf-8", errors="surrogateescape")
+        for sha, enc, data in rows
+    }
+
+
+def file_changes(
+    store: TraceStore, trial_id: str, step_span_id: str | None = None
+) -> list[FileChange]:
+    """The paths a trial's steps changed, in the order recorded; or those of one step.
+
+    Raises:
+        StoreError: no trial matches ``trial_id`` (or a prefix matches several).
+    """
+    with store.session() as con:
+        trace_id = _trial(con, store, trial_id).trace_id
+        rows = _rows(con, _FILE_CHANGE_SQL, [trace_id, step_span_id, step_span_id])
+    return [FileChange(**row) for row in rows]
+
+
+def resource_samples(store: TraceStore, trial_id: str) -> list[ResourceSample]:
+    """A trial's container resource samples, oldest first.
+
+    Raises:
+        StoreError: no trial matches ``trial_id`` (or a prefix matches several).
+    """
+    with store.session() as con:
+        trace_id = _trial(con, store, trial_id).trace_id
+        rows = _rows(con, _RESOURCE_SQL, [trace_id])
+    return [ResourceSample(**row) for row in rows]

@@ -1,0 +1,218 @@
+"""The record's vocabulary: span names, attribute keys, container labels, outcomes, blob refs.
+
+Every layer writes or reads the same record, so every layer imports its words from here and
+none spells a span name or attribute key of its own: a rename is one edit, and a writer and
+its readers cannot drift apart. This module is a leaf (standard library and the
+OpenTelemetry semantic-conventions package only), so the sandbox can use it without knowing
+anything else of ``traces``.
+
+Names follow the OpenTelemetry semantic conventions where one exists (``gen_ai.*``,
+``process.*``, ``container.*``, ``error.type``); our own keys live under ``harness.*``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes import (
+    container_attributes as _container,
+)
+from opentelemetry.semconv._incubating.attributes import (
+    gen_ai_attributes as _gen_ai,
+)
+from opentelemetry.semconv._incubating.attributes import (
+    process_attributes as _process,
+)
+
+__all__ = ["Attr", "BLOB_PREFIX", "Label", "OUTCOMES", "Outcome", "Span", "blob_ref", "blob_sha"]
+
+
+class Span:
+    """Span names. A trial is one trace whose root is ``invoke_agent {agent}``."""
+
+    TRIAL: Final = "invoke_agent"  # the trial root, named "invoke_agent {agent}"
+    RUN: Final = "harness.run"  # a suite run's configuration, recorded before its trials
+    SETUP: Final = "setup"  # phase: sandbox start, services, healthcheck
+    AGENT: Final = "agent"  # phase: the agent acts (one per stage)
+    VERIFY: Final = "verify"  # phase: the verifier scores (one per stage)
+    CHAT: Final = "chat"  # one model call, named "chat {model}"
+    EXECUTE_TOOL: Final = "execute_tool"  # one tool call, named "execute_tool {tool}"
+    SANDBOX_START: Final = "sandbox.start"
+    SANDBOX_STOP: Final = "sandbox.stop"
+    EXEC: Final = "sandbox.exec"  # one command in the sandbox's shell
+    WRITE_FILE: Final = "sandbox.write_file"  # a file written through the sandbox API
+    RESOURCES: Final = "sandbox.resources"  # one resource sample of the container
+    FS_CHANGE: Final = "fs.change"  # one path a command changed
+
+    PHASES: Final = (SETUP, AGENT, VERIFY)
+
+    @staticmethod
+    def trial(agent: str) -> str:
+        return f"{Span.TRIAL} {agent}"
+
+    @staticmethod
+    def chat(model: str) -> str:
+        return f"{Span.CHAT} {model}"
+
+    @staticmethod
+    def tool(name: str) -> str:
+        return f"{Span.EXECUTE_TOOL} {name}"
+
+
+class Attr:
+    """Span attribute keys."""
+
+    # -- run, trial, stage ----------------------------------------------------------------
+    RUN_ID: Final = "harness.run.id"
+    RUN_CONFIG: Final = "harness.run.config"
+    TASK_ID: Final = "harness.task.id"
+    TASK_CONTENT_HASH: Final = "harness.task.content_hash"
+    TRIAL_ID: Final = "harness.trial.id"
+    TRIAL_INDEX: Final = "harness.trial.index"
+    STAGE: Final = "harness.step"  # a multi-step task's stage name (Harbor's [[steps]])
+    OUTCOME: Final = "harness.outcome"
+    PASSED: Final = "harness.passed"
+    REWARD: Final = "harness.reward"  # also the prefix of named rewards: harness.reward.<key>
+    STEPS: Final = "harness.steps"
+    ERROR: Final = "harness.error"
+    BUILD_LOG: Final = "harness.build_log.sha256"
+
+    # -- GenAI (OpenTelemetry semantic conventions) ---------------------------------------
+    GEN_AI_OPERATION: Final = _gen_ai.GEN_AI_OPERATION_NAME
+    GEN_AI_SYSTEM: Final = _gen_ai.GEN_AI_SYSTEM
+    GEN_AI_AGENT_NAME: Final = _gen_ai.GEN_AI_AGENT_NAME
+    GEN_AI_REQUEST_MODEL: Final = _gen_ai.GEN_AI_REQUEST_MODEL
+    GEN_AI_RESPONSE_ID: Final = _gen_ai.GEN_AI_RESPONSE_ID
+    GEN_AI_RESPONSE_MODEL: Final = _gen_ai.GEN_AI_RESPONSE_MODEL
+    GEN_AI_FINISH_REASONS: Final = _gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
+    GEN_AI_INPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
+    GEN_AI_OUTPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+    GEN_AI_CACHED_TOKENS: Final = _gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+    GEN_AI_TOOL_NAME: Final = _gen_ai.GEN_AI_TOOL_NAME
+    GEN_AI_TOOL_CALL_ID: Final = _gen_ai.GEN_AI_TOOL_CALL_ID
+    GEN_AI_TOOL_CALL_ARGUMENTS: Final = _gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS
+    API: Final = "harness.api"  # responses | chat
+    REQUEST_BLOB: Final = "harness.request.sha256"
+    RESPONSE_BLOB: Final = "harness.response.sha256"
+    TOOL_ERROR: Final = "harness.tool.error"
+
+    # -- containers (OpenTelemetry semantic conventions, plus ours) ----------------------
+    CONTAINER_ID: Final = _container.CONTAINER_ID
+    IMAGE_NAME: Final = _container.CONTAINER_IMAGE_NAME
+    IMAGE_ID: Final = _container.CONTAINER_IMAGE_ID
+    NETWORK: Final = "harness.network"
+    LIMITS_MEMORY: Final = "harness.limits.memory"
+    LIMITS_CPUS: Final = "harness.limits.cpus"
+    LIMITS_PIDS: Final = "harness.limits.pids"
+    FAST_PATH_FILES: Final = "harness.fast_path.file_changes"
+    FAST_PATH_RESOURCES: Final = "harness.fast_path.resources"
+
+    # -- commands ------------------------------------------------------------------------
+    COMMAND_LINE: Final = _process.PROCESS_COMMAND_LINE
+    CWD: Final = _process.PROCESS_WORKING_DIRECTORY
+    EXIT_CODE: Final = _process.PROCESS_EXIT_CODE
+    USER: Final = _process.PROCESS_USER_NAME
+    CPU_TIME: Final = "process.cpu.time"
+    COMMAND_ID: Final = "harness.command.id"
+    CWD_AFTER: Final = "harness.cwd.after"
+    TIMED_OUT: Final = "harness.timed_out"
+    OOM_KILLED: Final = "harness.oom_killed"
+    SESSION_RESTARTED: Final = "harness.session_restarted"
+    MEMORY_PEAK: Final = "harness.memory.peak"
+    STDOUT_BLOB: Final = "harness.stdout.sha256"
+    STDOUT_BYTES: Final = "harness.stdout.bytes"
+    STDOUT_RECORDED: Final = "harness.stdout.recorded_bytes"
+    STDERR_BLOB: Final = "harness.stderr.sha256"
+    STDERR_BYTES: Final = "harness.stderr.bytes"
+    STDERR_RECORDED: Final = "harness.stderr.recorded_bytes"
+
+    # -- file changes --------------------------------------------------------------------
+    FS_PATH: Final = "harness.fs.path"
+    FS_PATH_HEX: Final = "harness.fs.path.hex"  # the exact bytes of a non-UTF-8 path
+    FS_OP: Final = "harness.fs.op"
+    FS_TYPE: Final = "harness.fs.type"
+    FS_SIZE: Final = "harness.fs.size"
+    FS_MODE: Final = "harness.fs.mode"
+    FS_BEFORE_MODE: Final = "harness.fs.before.mode"
+    FS_BEFORE_BLOB: Final = "harness.fs.before.sha256"
+    FS_AFTER_BLOB: Final = "harness.fs.after.sha256"
+    FS_DIFF_BLOB: Final = "harness.fs.diff.sha256"
+    FS_LINK_TARGET: Final = "harness.fs.link_target"
+    FS_BEFORE_LINK_TARGET: Final = "harness.fs.before.link_target"
+    FS_OLD_PATH: Final = "harness.fs.old_path"
+    FS_CONTENT_OMITTED: Final = "harness.fs.content_omitted"
+
+    # -- resource samples ----------------------------------------------------------------
+    CONTAINER_CPU_TIME: Final = "container.cpu.time"
+    CONTAINER_MEMORY: Final = "container.memory.usage"
+    CONTAINER_MEMORY_PEAK: Final = "container.memory.peak"
+    CONTAINER_PIDS: Final = "container.pids"
+    CONTAINER_DISK_READ: Final = "container.disk.io.read"
+    CONTAINER_DISK_WRITE: Final = "container.disk.io.write"
+    CONTAINER_NET_RX: Final = "container.network.io.receive"
+    CONTAINER_NET_TX: Final = "container.network.io.transmit"
+
+    # -- payloads moved to blobs by the recorder -----------------------------------------
+    BLOB_SUFFIX: Final = ".sha256"  # "<key>.sha256": the blob ref of an oversized value
+    BYTES_SUFFIX: Final = ".bytes"  # "<key>.bytes": its size
+
+    @staticmethod
+    def reward(key: str) -> str:
+        """The attribute of a named reward (``reward.json``'s keys)."""
+        return f"{Attr.REWARD}.{key}"
+
+
+class Label:
+    """Container and image labels: who owns a container, so `harness gc` can clean up."""
+
+    MANAGED: Final = "harness.managed"
+    OWNER_PID: Final = "harness.owner.pid"
+    OWNER_HOST: Final = "harness.owner.host"
+    OWNER_START: Final = "harness.owner.start"
+    RUN_ID: Final = Attr.RUN_ID  # one key for the run, on containers and spans alike
+    TEMP: Final = "harness.temp"  # an image that may be removed when its owner is gone
+    RECIPE: Final = "harness.recipe"  # what the base image was built from
+    TASK: Final = "harness.task"
+    TASK_ENV: Final = "harness.task.env"
+
+
+class Outcome:
+    """How a trial ended. Only ``passed`` and ``failed`` are scores; the rest are errors."""
+
+    PASSED: Final = "passed"
+    FAILED: Final = "failed"
+    AGENT_TIMEOUT: Final = "agent_timeout"
+    VERIFIER_TIMEOUT: Final = "verifier_timeout"
+    VERIFIER_ERROR: Final = "verifier_error"
+    BUILD_ERROR: Final = "build_error"
+    INFRA_ERROR: Final = "infra_error"
+
+    SCORED: Final = (PASSED, FAILED)
+
+    @staticmethod
+    def is_error(outcome: str | None) -> bool:
+        return outcome not in Outcome.SCORED
+
+
+OUTCOMES: Final = (
+    Outcome.PASSED,
+    Outcome.FAILED,
+    Outcome.AGENT_TIMEOUT,
+    Outcome.VERIFIER_TIMEOUT,
+    Outcome.VERIFIER_ERROR,
+    Outcome.BUILD_ERROR,
+    Outcome.INFRA_ERROR,
+)
+
+# A blob ref as spans carry it: "sha256:<hex>"; the blobs table keys by the bare hex.
+BLOB_PREFIX: Final = "sha256:"
+
+
+def blob_ref(sha_hex: str) -> str:
+    """The span attribute value for a blob with this sha256 hex digest."""
+    return BLOB_PREFIX + sha_hex
+
+
+def blob_sha(ref: str) -> str:
+    """The sha256 hex digest of a blob ref (a bare digest is returned as is)."""
+    return ref[len(BLOB_PREFIX) :] if ref.startswith(BLOB_PREFIX) else ref
