@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Not a terminal (a pipe, CI log): use a wide layout instead of rich's 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 120
@@ -62,10 +63,11 @@ def write_table(table: Any, fmt: str, output: str | None) -> None:
     if fmt == "table":
         rich_table = Table(show_header=True, header_style="bold")
         for name in table.column_names:
-            rich_table.add_column(name, overflow="fold")
+            rich_table.add_column(Text(name), overflow="fold")
         rows = table.slice(0, 1000).to_pylist()
         for row in rows:
-            rich_table.add_row(*("" if v is None else str(v) for v in row.values()))
+            # Values are data: shown literally, never read as markup.
+            rich_table.add_row(*(Text("" if v is None else str(v)) for v in row.values()))
         target = Console(file=open(output, "w"), width=200) if output else out  # noqa: SIM115
         target.print(rich_table)
         if table.num_rows > len(rows):
