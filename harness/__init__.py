@@ -29,9 +29,18 @@ if TYPE_CHECKING:
     from traces.vocab import OUTCOMES, Outcome
 
     from ._build import BuildError, TaskImage, map_dockerfile, parse_image_map, task_image
+    from ._control import RunControl
     from ._exec import exec_commands
     from ._record import new_run_id
-    from ._runner import RunConfig, RunPlan, execute_run, load_suite, plan_run, run_suite
+    from ._runner import (
+        RunConfig,
+        RunPlan,
+        execute_run,
+        finished_trials,
+        load_suite,
+        plan_run,
+        run_suite,
+    )
     from ._tasks import Problem, Task, TaskError, find_tasks, load_task, load_tasks
     from ._trial import TrialResult, run_trial
     from .agents import (
@@ -64,6 +73,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "exec_commands": ("harness._exec", "exec_commands"),
     "execute_run": ("harness._runner", "execute_run"),
     "find_tasks": ("harness._tasks", "find_tasks"),
+    "finished_trials": ("harness._runner", "finished_trials"),
+    "RunControl": ("harness._control", "RunControl"),
     "load_agent": ("harness.agents", "load_agent"),
     "load_suite": ("harness._runner", "load_suite"),
     "load_task": ("harness._tasks", "load_task"),
@@ -100,6 +111,8 @@ __all__ = [
     "exec_commands",
     "execute_run",
     "find_tasks",
+    "finished_trials",
+    "RunControl",
     "load_agent",
     "load_suite",
     "load_task",

@@ -2,8 +2,9 @@
 
 No registry is reachable here, so a task's ``FROM`` image must already be on the engine;
 ``--image-map FROM=TO`` points a base a user cannot pull at one they have (for example
-``ubuntu:24.04=harness-base:bookworm``). Build logs are kept: a failed build fails that task's
-trials as ``build_error`` with the log, never the suite.
+``ubuntu:24.04=harness-base:bookworm``). Build logs are kept as plain text (terminal escape
+codes removed): a failed build fails that task's trials as ``build_error`` with the log, never
+the suite. How long a build took is kept too (``build_s``; 0 for an image already built).
 """
 
 from __future__ import annotations
@@ -11,31 +12,44 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sandbox import ImageBuildFailed, build_image, image_entrypoint, image_id
+from sandbox import DEFAULT_IMAGE, ImageBuildFailed, build_image, image_entrypoint, image_id
 from traces.vocab import Label
 
 from ._tasks import Task
 
 _FROM = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
+_STAGE = re.compile(r"^\s+AS\s+(\S+)", re.IGNORECASE)
+# Terminal escape sequences: CSI (colours, cursor moves), OSC (titles, links), and the
+# two-byte ones. Build output is stored and shown as plain text.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal escape sequences."""
+    return _ANSI.sub("", text)
 
 
 class BuildError(Exception):
-    """A task image could not be built or found; ``log`` has the build output."""
+    """A task image could not be built or found; ``log`` has the build output (plain text)
+    and ``build_s`` how long the failed build ran."""
 
-    def __init__(self, message: str, log: str = "") -> None:
+    def __init__(self, message: str, log: str = "", build_s: float = 0.0) -> None:
         super().__init__(message)
         self.log = log
+        self.build_s = build_s
 
 
 @dataclass(frozen=True)
 class TaskImage:
     tag: str
     image_id: str
-    cached: bool
-    log: str
+    cached: bool  # already built (or the task's docker_image): nothing was built now
+    log: str  # the build's output as plain text; empty when cached
+    build_s: float = 0.0  # seconds this build took; 0 when cached
 
     @functools.cached_property
     def entrypoint(self) -> list[str]:
@@ -82,9 +96,10 @@ def task_image(
             return TaskImage(name, found, True, "")
         if env.dockerfile_dir is None:
             raise BuildError(
-                f"task {task.id}: image {name!r} is not on the engine and cannot be pulled "
-                "here, and the task has no environment/ to build it from; build or load it, "
-                "or map it with --image-map"
+                f"task {task.id}: [environment] docker_image {name!r} is not on the engine, "
+                "cannot be pulled here, and the task has no environment/Dockerfile to build "
+                f"it from; map it to an image you have (--image-map {name}={DEFAULT_IMAGE}) "
+                f"or load it (docker load -i {_tar_name(name)})"
             )
     if env.dockerfile_dir is None:
         raise BuildError(f"task {task.id}: no environment/Dockerfile to build")
@@ -102,6 +117,37 @@ def task_image(
     return _build(task, tag, mapped, progress)
 
 
+def _tar_name(image: str) -> str:
+    return _slug(image.replace(":", "-").replace("/", "-")) + ".tar"
+
+
+def base_images(dockerfile: str) -> list[str]:
+    """The images a Dockerfile's ``FROM`` lines name, in order, without build stages
+    (``FROM builder``), ``scratch`` or names made of build arguments (``FROM $BASE``)."""
+    stages: set[str] = set()
+    images: list[str] = []
+    for m in _FROM.finditer(dockerfile):
+        name = m.group(3)
+        own = name.lower() in stages or name == "scratch" or "$" in name
+        if not own and name not in images:
+            images.append(name)
+        if stage := _STAGE.match(m.group(4)):
+            stages.add(stage.group(1).lower())
+    return images
+
+
+def _missing_bases_message(task: Task, missing: list[str]) -> str:
+    names = ", ".join(missing)
+    maps = " ".join(f"--image-map {m}={DEFAULT_IMAGE}" for m in missing)
+    loads = "; ".join(f"docker load -i {_tar_name(m)}" for m in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    return (
+        f"task {task.id}: environment/Dockerfile: FROM {names} {verb} not on the engine and "
+        f"cannot be pulled here (no registry is reachable); map it to an image you have "
+        f"({maps}) or load it ({loads})"
+    )
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.") or "task"
 
@@ -111,6 +157,7 @@ def _build(
 ) -> TaskImage:
     env = task.environment
     assert env.dockerfile_dir is not None
+    started = time.monotonic()
     try:
         built = build_image(
             env.dockerfile_dir,
@@ -118,14 +165,19 @@ def _build(
             tag,
             labels={Label.TASK: task.id, Label.TASK_ENV: tag.rsplit(":", 1)[1]},
             timeout_s=env.build_timeout_sec,
-            progress=progress,
+            progress=(lambda line: progress(plain(line))) if progress is not None else None,
         )
     except ImageBuildFailed as exc:
+        log, took = plain(exc.log), time.monotonic() - started
         if exc.timed_out:
             raise BuildError(
                 f"task {task.id}: image build exceeded build_timeout_sec="
                 f"{env.build_timeout_sec:.0f}",
-                exc.log,
+                log,
+                took,
             ) from exc
-        raise BuildError(f"task {task.id}: {exc}", exc.log) from exc
-    return TaskImage(tag, built.image_id, False, built.log)
+        missing = [b for b in base_images(dockerfile) if image_id(b) is None]
+        if missing:  # the engine tried to pull them: its error is in the log
+            raise BuildError(_missing_bases_message(task, missing), log, took) from exc
+        raise BuildError(f"task {task.id}: {plain(str(exc))}", log, took) from exc
+    return TaskImage(tag, built.image_id, False, plain(built.log), time.monotonic() - started)

@@ -11,17 +11,19 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import traces
+from sandbox import SandboxError
 from traces.vocab import Attr, Span
 
 from ._build import BuildError, TaskImage, task_image
+from ._control import RunControl
 from ._record import SCOPE, new_run_id
 from ._tasks import Task, TaskError, find_tasks, load_task
-from ._trial import TrialResult, run_trial
+from ._trial import TrialResult, TrialSettings, run_trial
 from .agents import load_agent
 
 
@@ -39,26 +41,70 @@ class RunConfig:
     image_map: dict[str, str] = field(default_factory=dict)
     force_build: bool = False
     footer: bool = True
+    network: str | None = None  # "none" turns every task's network off
+    skip_invalid: bool = False  # run the valid tasks when some are invalid
+    engine_wait_s: float = 120.0  # wait this long for an engine that stopped answering
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
-        return cls(**json.loads(text))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+    def trial_settings(self) -> TrialSettings:
+        return TrialSettings(
+            self.timeout_multiplier,
+            self.footer,
+            network=self.network,
+            engine_wait_s=self.engine_wait_s,
+        )
 
 
-def load_suite(cfg: RunConfig) -> list[Task]:
-    """The tasks a config names, filtered; raises TaskError for the first invalid one."""
-    tasks = []
+@dataclass
+class Suite:
+    """The tasks a run names: the valid ones, the problems of the invalid ones, and notes
+    (folders that hold no task)."""
+
+    tasks: list[Task]
+    invalid: list[TaskError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def find_suite(cfg: RunConfig) -> Suite:
+    """Every task the config names, loaded and filtered; never raises for a bad task."""
+    suite = Suite([])
+    for given in map(Path, cfg.tasks):
+        if given.is_dir() and not (given / "task.toml").is_file():
+            empty = sorted(
+                c.name
+                for c in given.iterdir()
+                if c.is_dir() and not c.name.startswith(".") and not (c / "task.toml").is_file()
+            )
+            if empty:
+                suite.notes.append(
+                    f"{given}: skipped {len(empty)} folder(s) without a task.toml: "
+                    + ", ".join(empty[:10])
+                    + (" ..." if len(empty) > 10 else "")
+                )
     for path in find_tasks(list(cfg.tasks)):
         if cfg.task_filter and not fnmatch.fnmatch(Path(path).name, cfg.task_filter):
             continue
         task, problems = load_task(path)
         if task is None:
-            raise TaskError(Path(path), problems)
-        tasks.append(task)
-    return tasks
+            suite.invalid.append(TaskError(Path(path), problems))
+        else:
+            suite.tasks.append(task)
+    return suite
+
+
+def load_suite(cfg: RunConfig) -> list[Task]:
+    """The tasks a config names, filtered; raises TaskError for the first invalid one."""
+    suite = find_suite(cfg)
+    if suite.invalid:
+        raise suite.invalid[0]
+    return suite.tasks
 
 
 def record_config(recorder: traces.Recorder, run_id: str, cfg: RunConfig) -> None:
@@ -98,12 +144,18 @@ def run_suite(
     skip: set[tuple[str, int]] | None = None,
     on_result: Callable[[TrialResult], None] | None = None,
     on_build: Callable[[str], None] | None = None,
+    control: RunControl | None = None,
 ) -> list[TrialResult]:
-    """Run every (task, trial) not in ``skip``; one trial's failure never stops the others."""
+    """Run every (task, trial) not in ``skip``; one trial's failure never stops the others.
+
+    With ``control``, a stop request starts no more trials, and an abort stops the running
+    ones (they come back interrupted).
+    """
     skip = skip or set()
     todo = [(t, i) for t in tasks for i in range(cfg.trials) if (t.id, i) not in skip]
     images: dict[str, TaskImage | BuildError] = {}
     locks: dict[str, threading.Lock] = {t.id: threading.Lock() for t in tasks}
+    settings = cfg.trial_settings()
 
     def image_for(task: Task) -> TaskImage | BuildError:
         with locks[task.id]:  # one build per task, however many trials wait for it
@@ -114,19 +166,25 @@ def run_suite(
                     images[task.id] = task_image(task, cfg.image_map, cfg.force_build)
                 except BuildError as exc:
                     images[task.id] = exc
+                except SandboxError as exc:
+                    images[task.id] = BuildError(f"task {task.id}: image build failed: {exc}")
             return images[task.id]
 
-    def one(task: Task, index: int) -> TrialResult:
+    def one(task: Task, index: int) -> TrialResult | None:
+        if control is not None and control.stopping.is_set():
+            return None  # never started: a resume runs it
         agent = load_agent(cfg.agent, cfg.agent_options)
+        image = image_for(task)
         return run_trial(
             task,
             agent,
-            image_for(task),
+            image,
             recorder,
             run_id,
             index,
-            timeout_multiplier=cfg.timeout_multiplier,
-            footer=cfg.footer,
+            settings=settings,
+            control=control,
+            build_s=getattr(image, "build_s", None),
         )
 
     results: list[TrialResult] = []
@@ -136,6 +194,8 @@ def run_suite(
         futures = [pool.submit(one, t, i) for t, i in todo]
         for fut in as_completed(futures):
             res = fut.result()
+            if res is None:
+                continue
             results.append(res)
             if on_result is not None:
                 on_result(res)
@@ -151,11 +211,31 @@ class RunPlan:
     tasks: list[Task]
     skip: set[tuple[str, int]] = field(default_factory=set)
     resumed: bool = False
+    invalid: list[TaskError] = field(default_factory=list)  # skipped with --skip-invalid
+    notes: list[str] = field(default_factory=list)  # e.g. folders that hold no task
 
     @property
     def total(self) -> int:
         """Trials this run will start."""
-        return len(self.tasks) * self.config.trials - len(self.skip)
+        ids = {t.id for t in self.tasks}
+        done = sum(1 for task, _ in self.skip if task in ids)
+        return len(self.tasks) * self.config.trials - done
+
+
+class SuiteInvalid(ValueError):
+    """Some tasks of a run are invalid: every problem of every one, and the way out."""
+
+    def __init__(self, invalid: list[TaskError], valid: int) -> None:
+        self.invalid = invalid
+        lines = [f"{len(invalid)} invalid task(s):"]
+        for err in invalid:
+            lines.append(f"{err.path}:")
+            lines += [f"  {p}" for p in err.problems if p.severity == "error"]
+        lines.append(
+            f"fix them (`harness tasks check` says how), or pass --skip-invalid to run the "
+            f"{valid} valid task(s)"
+        )
+        super().__init__("\n".join(lines))
 
 
 def plan_run(
@@ -174,9 +254,19 @@ def plan_run(
         raise ValueError("name at least one task folder (or use --resume RUN_ID)")
     else:
         run_id, skip = new_run_id(), set()
-    tasks = load_suite(config)
+    suite = find_suite(config)
+    if suite.invalid and not config.skip_invalid:
+        raise SuiteInvalid(suite.invalid, len(suite.tasks))
     load_agent(config.agent, config.agent_options)  # a bad agent fails now, not in every trial
-    return RunPlan(run_id, config, tasks, skip, resumed=bool(resume))
+    return RunPlan(
+        run_id,
+        config,
+        suite.tasks,
+        skip,
+        resumed=bool(resume),
+        invalid=suite.invalid,
+        notes=suite.notes,
+    )
 
 
 def execute_run(
@@ -184,8 +274,18 @@ def execute_run(
     recorder: traces.Recorder,
     on_result: Callable[[TrialResult], None] | None = None,
     on_build: Callable[[str], None] | None = None,
+    control: RunControl | None = None,
 ) -> list[TrialResult]:
     """Record the run's configuration (a new run) and run its remaining trials."""
     if not plan.resumed:
         record_config(recorder, plan.run_id, plan.config)
-    return run_suite(plan.tasks, plan.config, recorder, plan.run_id, plan.skip, on_result, on_build)
+    return run_suite(
+        plan.tasks,
+        plan.config,
+        recorder,
+        plan.run_id,
+        plan.skip,
+        on_result,
+        on_build,
+        control,
+    )

@@ -25,10 +25,11 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 import traces
-from sandbox import Limits, Recording, Sandbox, SandboxError
+from sandbox import EngineUnavailable, Limits, Recording, Sandbox, SandboxError
 from traces.vocab import OUTCOMES, Attr, Outcome, Span
 
 from ._build import BuildError, TaskImage
+from ._control import RunControl, wait_for_engine
 from ._record import SCOPE, finish_trial, new_trial_id, trial_root
 from ._tasks import Healthcheck, Step, Task
 from .agents import Agent, AgentContext, AgentSession, upload_dir
@@ -42,6 +43,10 @@ _OFFLINE = re.compile(
     r"unable to resolve host[^\n]*|Could not resolve '[^\n]*)",
     re.IGNORECASE,
 )
+
+# Not an outcome: what a trial stopped by the user or an engine outage reports to its caller.
+# Its record has no outcome, so `--resume` runs it again and no summary counts it.
+INTERRUPTED = "interrupted"
 
 FOOTER = (
     "\n\n---\nYou have {seconds:.0f} seconds for this task; commands still running "
@@ -60,10 +65,16 @@ class TrialResult:
     steps: int = 0
     duration_s: float = 0.0
     error: str = ""
+    hint: str = ""  # a likely cause shown beside the outcome (e.g. tests that needed network)
 
     @property
     def passed(self) -> bool:
         return self.outcome == Outcome.PASSED
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped before it had an outcome; a resume runs it again."""
+        return self.outcome == INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,8 @@ class TrialSettings:
     timeout_multiplier: float = 1.0
     footer: bool = True  # tell the agent its time budget
     infra_retries: int = 2
+    network: str | None = None  # overrides every task's network policy (e.g. "none")
+    engine_wait_s: float = 120.0  # how long to wait for an engine that stopped answering
 
 
 @dataclass
@@ -82,17 +95,25 @@ class Findings:
     setup_error: str = ""
     agent_error: str = ""
     agent_timed_out: bool = False
+    storage_exceeded: str = ""
     verifier_timeout: str = ""
     verifier_error: str = ""
     rewards: list[float] = field(default_factory=list)  # one per stage verified
     named_rewards: dict[str, float] = field(default_factory=dict)
     steps: int = 0
+    hint: str = ""
 
     @property
     def stopped(self) -> bool:
         """A phase failed in a way that makes the remaining phases pointless."""
-        return bool(self.setup_error or self.agent_error or self.verifier_timeout) or bool(
-            self.verifier_error
+        return any(
+            (
+                self.setup_error,
+                self.agent_error,
+                self.storage_exceeded,
+                self.verifier_timeout,
+                self.verifier_error,
+            )
         )
 
 
@@ -108,7 +129,9 @@ class TrialContext:
     run_id: str
     settings: TrialSettings
     root_context: Any  # the OTel context of the trial root
+    control: RunControl | None = None
     sandbox: Sandbox | None = None
+    services: Any = None  # the processes setup left running (the image's services)
     findings: Findings = field(default_factory=Findings)
 
 
@@ -121,6 +144,8 @@ def decide(task: Task, f: Findings) -> tuple[str, str, float | None]:
         return Outcome.INFRA_ERROR, f.setup_error, None
     if f.agent_error:
         return Outcome.INFRA_ERROR, f.agent_error, None
+    if f.storage_exceeded:
+        return Outcome.STORAGE_EXCEEDED, f.storage_exceeded, None
     if f.verifier_timeout:
         return Outcome.VERIFIER_TIMEOUT, f.verifier_timeout, None
     if f.verifier_error:
@@ -132,23 +157,43 @@ def decide(task: Task, f: Findings) -> tuple[str, str, float | None]:
     return (Outcome.PASSED if reward >= 1.0 else Outcome.FAILED), "", reward
 
 
-def read_reward(sb: Sandbox) -> tuple[float, dict[str, float]] | None:
-    """The verifier's reward: reward.json (a dict of floats) or reward.txt (one float)."""
+def read_reward(sb: Sandbox) -> tuple[float, dict[str, float]] | str:
+    """The verifier's reward: reward.json (a dict of numbers) or reward.txt (one number);
+    otherwise why there is none, in words a task author can act on."""
     r = sb.run(
         "for f in /logs/verifier/reward.json /logs/verifier/reward.txt; do "
-        'if [ -f "$f" ]; then echo "$f"; cat "$f"; break; fi; done'
+        'if [ -f "$f" ]; then echo "$f"; head -c 4096 "$f"; break; fi; done'
     )
     name, _, body = r.stdout_text.partition("\n")
+    if not name:
+        return "wrote no /logs/verifier/reward.txt or reward.json"
+    shown = body.strip()[:200]
+    if name.endswith(".json"):
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not data:
+                raise ValueError("not an object of numbers")
+            rewards = {str(k): _number(v) for k, v in data.items()}
+        except (ValueError, TypeError) as exc:
+            return (
+                f"wrote {name}, but it is not a JSON object of numbers ({exc}): {shown!r}; "
+                'write e.g. {"reward": 1.0}'
+            )
+        main = rewards.get("reward", sum(rewards.values()) / len(rewards))
+        return main, rewards
     try:
-        if name.endswith(".json"):
-            rewards = {str(k): float(v) for k, v in json.loads(body).items()}
-            main = rewards.get("reward", sum(rewards.values()) / len(rewards) if rewards else 0.0)
-            return main, rewards
-        if name.endswith(".txt"):
-            return float(body.strip()), {}
-    except (ValueError, TypeError, AttributeError):
-        pass
-    return None
+        return _number(body.strip()), {}
+    except ValueError:
+        return f"wrote {name}, but its content {shown!r} is not a number; write e.g. 1 or 0.5"
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a number")
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 def _exports(env: dict[str, str]) -> str:
@@ -167,15 +212,27 @@ def run_trial(
     footer: bool = True,
     infra_retries: int = 2,
     trial_id: str | None = None,
+    settings: TrialSettings | None = None,
+    control: RunControl | None = None,
+    build_s: float | None = None,
 ) -> TrialResult:
-    """Run one trial and record it as one trace; returns its outcome."""
-    settings = TrialSettings(timeout_multiplier, footer, infra_retries)
+    """Run one trial and record it as one trace; returns its outcome.
+
+    Args:
+        settings: how to run it (default: from ``timeout_multiplier``, ``footer`` and
+            ``infra_retries``).
+        control: lets the runner stop the trial (Ctrl-C, an engine gone for good); a
+            stopped trial is recorded as interrupted, with no outcome.
+        build_s: how long this trial waited for its image (recorded with the trial).
+    """
+    settings = settings or TrialSettings(timeout_multiplier, footer, infra_retries)
     trial_id = trial_id or new_trial_id()
     tracer = recorder.tracer(SCOPE)
     t0 = time.monotonic()
     result = TrialResult(task.id, trial_index, trial_id, Outcome.INFRA_ERROR)
     built = image if isinstance(image, TaskImage) else None
     model = getattr(agent, "model", None)
+    say = control.say if control is not None else (lambda _m: None)
     with trial_root(
         tracer,
         run_id=run_id,
@@ -188,37 +245,81 @@ def run_trial(
         image_name=built.tag if built else None,
         image_id=built.image_id if built else None,
     ) as root:
+        root.set_attribute(Attr.EFFECTIVE_NETWORK, settings.network or task.environment.network)
+        if built is not None:
+            root.set_attribute(Attr.BUILD_CACHED, built.cached)
+        if build_s is not None:
+            root.set_attribute(Attr.BUILD_SECONDS, round(build_s, 3))
+        log = image.log if isinstance(image, (TaskImage, BuildError)) else ""
+        if log:
+            root.set_attribute(Attr.BUILD_LOG, recorder.put_blob(log.encode()))
         if isinstance(image, BuildError):
             result.outcome, result.error = Outcome.BUILD_ERROR, str(image)
-            if image.log:
-                root.set_attribute(Attr.BUILD_LOG, recorder.put_blob(image.log.encode()))
         else:
             root_context = otel_context.get_current()
-            for attempt in range(settings.infra_retries + 1):
+            attempt = 0
+            while True:
+                if control is not None and control.aborting.is_set():
+                    result.outcome = INTERRUPTED
+                    break
                 ctx = TrialContext(
-                    task, agent, image, recorder, tracer, run_id, settings, root_context
+                    task, agent, image, recorder, tracer, run_id, settings, root_context, control
                 )
                 try:
                     _attempt(ctx)
+                except (ValueError, TypeError) as exc:
+                    # The task asks for something the sandbox refuses (e.g. a limit out of
+                    # range): this trial's error, never the suite's.
+                    result.outcome = Outcome.INFRA_ERROR
+                    result.error = f"the sandbox refused this task's settings: {exc}"
+                    break
                 except SandboxError as exc:
+                    result.steps = ctx.findings.steps
+                    if control is not None and control.aborting.is_set():
+                        result.outcome = INTERRUPTED
+                        break
                     result.outcome, result.error = (
                         Outcome.INFRA_ERROR,
                         f"{type(exc).__name__}: {exc}",
                     )
-                    result.steps = ctx.findings.steps
                     root.add_event(
                         Outcome.INFRA_ERROR, {"attempt": attempt, "error": str(exc)[:2000]}
                     )
+                    if isinstance(exc, EngineUnavailable):
+                        # An outage is no fault of the trial: wait, then try again.
+                        if wait_for_engine(settings.engine_wait_s, control, say):
+                            continue
+                        if control is not None:
+                            waited = settings.engine_wait_s
+                            control.request_stop(
+                                f"the Docker engine did not answer for {waited:.0f} s", 1
+                            )
+                            result.outcome = INTERRUPTED
+                        break
+                    attempt += 1
+                    if attempt > settings.infra_retries:
+                        break
                     continue
                 outcome, error, reward = decide(task, ctx.findings)
                 result.outcome, result.error, result.reward = outcome, error, reward
                 result.rewards = dict(ctx.findings.named_rewards)
                 result.steps = ctx.findings.steps
+                result.hint = ctx.findings.hint
                 break
         result.duration_s = time.monotonic() - t0
-        finish_trial(
-            root, result.outcome, steps=result.steps, reward=result.reward, error=result.error
-        )
+        if result.interrupted:
+            root.set_attributes({Attr.INTERRUPTED: True, Attr.STEPS: result.steps})
+            root.set_status(Status(StatusCode.ERROR, "interrupted"))
+        else:
+            finish_trial(
+                root,
+                result.outcome,
+                steps=result.steps,
+                reward=result.reward,
+                error=result.error,
+            )
+        if result.hint:
+            root.set_attribute(Attr.HINT, result.hint)
     return result
 
 
@@ -242,6 +343,8 @@ def _attempt(ctx: TrialContext) -> None:
             )
     finally:
         if ctx.sandbox is not None:
+            if ctx.control is not None:
+                ctx.control.detach(ctx.sandbox)
             ctx.sandbox.close()
 
 
@@ -251,17 +354,23 @@ def _attempt(ctx: TrialContext) -> None:
 def _setup(ctx: TrialContext) -> None:
     """Start the sandbox and what the image serves; wait until the environment is healthy."""
     env = ctx.task.environment
+    disk = env.storage_mb << 20 if env.storage_mb else None
     with ctx.tracer.start_as_current_span(Span.SETUP) as span:
         ctx.sandbox = Sandbox(
             ctx.image.tag,
-            limits=Limits(memory=env.memory_mb << 20, cpus=env.cpus),
+            limits=Limits(memory=env.memory_mb << 20, cpus=env.cpus, disk=disk),
             env=env.env,
             workdir=env.workdir,
-            network=env.network,
+            network=ctx.settings.network or env.network,
             run_id=ctx.run_id,
             record=Recording(tracer=ctx.tracer, blobs=ctx.recorder, parent=ctx.root_context),
         ).start()
+        if ctx.control is not None:
+            ctx.control.attach(ctx.sandbox)
         _start_services(ctx.sandbox, ctx.image)
+        # What runs now is the environment's; anything the agent starts later is stopped
+        # before the verifier runs.
+        ctx.services = ctx.sandbox.processes()
         if env.healthcheck is not None:
             problem = _wait_healthy(ctx.sandbox, env.healthcheck)
             if problem:
@@ -323,14 +432,27 @@ def _agent_phase(ctx: TrialContext, stage: Step) -> None:
 
         thread = threading.Thread(target=target, name=f"agent-{task.id}", daemon=True)
         thread.start()
-        thread.join(budget + 5.0)
+        give_up = time.monotonic() + budget + 5.0
+        while thread.is_alive() and time.monotonic() < give_up:
+            thread.join(0.25)
+            if ctx.control is not None and ctx.control.aborting.is_set():
+                break  # the runner closes the sandbox; the trial is interrupted
         timed_out = thread.is_alive() or session.remaining() <= 0
+        # Whatever the agent started (daemons, background jobs, a fork bomb) stops here, so
+        # nothing of the agent's runs while the verifier does; the environment's services stay.
+        ctx.sandbox.kill_processes(keep=ctx.services)
         if thread.is_alive():
-            ctx.sandbox.kill_processes()  # whatever the agent is waiting for returns now
-            thread.join(30.0)
+            thread.join(30.0)  # whatever the agent waited for has returned now
         f.steps += session.commands
         f.agent_timed_out = f.agent_timed_out or timed_out
-        if timed_out:
+        if ctx.sandbox.disk_exceeded:
+            limit = task.environment.storage_mb
+            span.set_status(Status(StatusCode.ERROR, "storage exceeded"))
+            f.storage_exceeded = (
+                f"the agent wrote more than the task's storage limit ({limit} MB) to the "
+                "container's disk; its processes were stopped"
+            )
+        elif timed_out:
             span.set_status(Status(StatusCode.ERROR, "timed out"))
         elif error:
             span.set_status(Status(StatusCode.ERROR, "agent failed"))
@@ -343,37 +465,38 @@ def _verify(ctx: TrialContext, stage: Step) -> None:
     assert sb is not None
     timeout = stage.verifier_timeout_sec * ctx.settings.timeout_multiplier
     with ctx.tracer.start_as_current_span(Span.VERIFY, attributes={Attr.STAGE: stage.name}) as span:
+        # Fresh, and the verifier's (root's): nothing the agent left there counts.
         sb.run(
             "rm -rf /tests /logs/verifier && mkdir -p /tests /logs/verifier "
-            "&& chmod 777 /logs /logs/verifier"
+            "&& chown root:root /logs/verifier && chmod 755 /logs/verifier "
+            "&& chmod 1777 /logs"
         )
         if stage.tests_dir is not None:
             upload_dir(sb, stage.tests_dir, "/tests")
         r = sb.run(f"{_exports(stage.verifier_env)}bash /tests/test.sh", timeout=timeout)
+        output = r.stdout_text + r.stderr_text
+        offline = _OFFLINE.search(output)
+        hint = (
+            "tests/test.sh seems to need network access the trial does not have "
+            f"({offline.group(0).strip()})"
+            if offline
+            else ""
+        )
         if r.timed_out:
             span.set_status(Status(StatusCode.ERROR, "verifier timed out"))
             f.verifier_timeout = f"tests/test.sh ran past {timeout:.0f} s"
             return
         got = read_reward(sb)
-        if got is None:
-            tail = (r.stdout_text + r.stderr_text)[-1500:]
-            span.set_status(Status(StatusCode.ERROR, "no reward file"))
+        if isinstance(got, str):
+            span.set_status(Status(StatusCode.ERROR, "no reward"))
             f.verifier_error = (
-                f"tests/test.sh (exit {r.exit_code}) wrote no "
-                f"/logs/verifier/reward.txt or reward.json; its output ends:\n{tail}"
+                f"tests/test.sh (exit {r.exit_code}) {got}; its output ends:\n{output[-1500:]}"
             )
+            f.hint = hint  # added to the result, never instead of it
             return
         reward, rewards = got
-        output = r.stdout_text + r.stderr_text
-        if reward <= 0 and (m := _OFFLINE.search(output)):
-            # The tests could not run: they need a download this trial has no network for.
-            span.set_status(Status(StatusCode.ERROR, "verifier needs the network"))
-            f.verifier_error = (
-                "tests/test.sh needs network access the trial "
-                f"does not have ({m.group(0).strip()}); its output ends:\n"
-                f"{output[-1500:]}"
-            )
-            return
+        if reward <= 0 and hint:
+            f.hint = hint
         span.set_attribute(Attr.REWARD, reward)
         for k, v in rewards.items():
             span.set_attribute(Attr.reward(k), v)

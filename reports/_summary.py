@@ -35,15 +35,28 @@ def _mean(values: list[float | int | None]) -> float | None:
     return mean(present) if present else None
 
 
+def effective_trials(trials: list[traces.Trial]) -> list[traces.Trial]:
+    """The trials that count: one per (task, trial index), the latest that has an outcome.
+
+    A trial that was interrupted has no outcome, and one that a resume ran again is
+    superseded (the store marks both); neither counts in a summary, a pass rate or a
+    comparison.
+    """
+    return sorted(
+        (t for t in trials if not t.superseded),
+        key=lambda t: (t.task or "", t.trial_index or 0),
+    )
+
+
 def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, Any]:
-    """Per-task rows and suite figures for a run, from the store.
+    """Per-task rows and suite figures for a run, from the store (effective trials only).
 
     Args:
         store: the trace store the run was recorded in.
         run_id: the run.
         trials: trials per task the run asked for; pass@k is given for k up to it.
     """
-    rows = sorted(store.trials(run_id), key=lambda t: (t.task or "", t.trial_index or 0))
+    rows = effective_trials(store.trials(run_id))
     per_task = []
     passes: dict[str, tuple[int, int]] = {}
     for task, group in groupby(rows, key=lambda t: t.task or ""):
@@ -60,6 +73,7 @@ def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, A
                 "input_tokens": sum(t.input_tokens or 0 for t in g),
                 "output_tokens": sum(t.output_tokens or 0 for t in g),
                 "mean_duration_s": _mean([t.duration_s for t in g]) or 0.0,
+                "outcomes": dict(Counter(str(t.outcome) for t in g)),
             }
         )
     n_all = sum(n for n, _ in passes.values())

@@ -17,12 +17,23 @@ from ._errors import (
     LimitNotSupported,
     SandboxError,
     SessionLost,
+    UnknownUser,
 )
 from ._gc import Leftover, find_leftovers, gc
 from ._images import DEFAULT_MIRROR, build_base_image, image_entrypoint, image_exists, image_id
-from ._probe import Check, run_checks
+from ._network import ISOLATED
+from ._probe import Check, disk_limit_mode, run_checks
+from ._processes import ProcessInfo, ProcessSnapshot
 from ._recording import BlobSink, Recording
-from ._session import DEFAULT_IMAGE, CommandResult, Limits, Sandbox, parse_size
+from ._session import (
+    DEFAULT_IMAGE,
+    CommandResult,
+    DiskMode,
+    DiskRequest,
+    Limits,
+    Sandbox,
+    parse_size,
+)
 
 __all__ = [
     "BlobSink",
@@ -31,19 +42,26 @@ __all__ = [
     "CommandResult",
     "DEFAULT_IMAGE",
     "DEFAULT_MIRROR",
+    "DiskMode",
+    "DiskRequest",
     "EngineError",
     "EngineUnavailable",
     "ImageBuildFailed",
+    "ISOLATED",
     "ImageNotFound",
     "Leftover",
     "LimitNotSupported",
     "Limits",
+    "ProcessInfo",
+    "ProcessSnapshot",
     "Recording",
     "Sandbox",
     "SandboxError",
     "SessionLost",
+    "UnknownUser",
     "build_base_image",
     "build_image",
+    "disk_limit_mode",
     "engine_answers",
     "ensure_engine",
     "find_leftovers",

@@ -39,3 +39,12 @@ class SessionLost(SandboxError):
 
 class LimitNotSupported(SandboxError):
     """A requested resource limit cannot be enforced by this engine's storage driver."""
+
+
+class UnknownUser(SandboxError):
+    """A command was to run as a user the sandbox's image does not have."""
+
+    def __init__(self, message: str, user: str = "", image: str = "") -> None:
+        super().__init__(message)
+        self.user = user
+        self.image = image

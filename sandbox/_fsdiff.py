@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+import docker.errors
+
 from ._archive import IterReader
 from ._inotify import Overflow, TreeWatcher
 from ._owner import owner_labels
@@ -170,6 +172,8 @@ class _Base:
         self._ignore = tuple(os.fsencode(p.rstrip("/")) for p in config.ignore)
         self._known: dict[bytes, FileState | None] = {}
         self._cache = _ContentCache(64 << 20)
+        # Image states read in bulk for this call (a deleted directory's tree), by path.
+        self._prefetched: dict[bytes, FileState | None] = {}
 
     def _ignored(self, path: bytes) -> bool:
         return any(path == p or path.startswith(p + b"/") for p in self._ignore)
@@ -177,12 +181,26 @@ class _Base:
     def _lower(self, path: bytes) -> FileState | None:
         raise NotImplementedError
 
+    def _before(self, path: bytes) -> FileState | None:
+        """A path's state before this command: our record of it, else the image's."""
+        if path in self._known:
+            return self._known[path]
+        if path in self._prefetched:
+            return self._prefetched[path]
+        return self._lower(path)
+
+    def _known_below(self, roots: set[bytes]) -> set[bytes]:
+        """Paths we know to exist below any of ``roots`` (one pass over what we know)."""
+        if not roots:
+            return set()
+        return {p for p, st in self._known.items() if st is not None and _under(p, roots)}
+
     def _compare(
         self, states: Iterable[tuple[bytes, FileState | None]], renames: dict[bytes, bytes]
     ) -> list[FileChange]:
         out: dict[bytes, FileChange] = {}
         for path, after in states:
-            before = self._known[path] if path in self._known else self._lower(path)
+            before = self._before(path)
             # Contents live in the bounded cache, not in the record of every path.
             self._known[path] = replace(after, content=None) if after is not None else None
             if before == after:
@@ -241,41 +259,80 @@ class _Base:
 
 
 class OverlayDiffer(_Base):
-    """Fast path: inotify on the container's overlay upper dir, lower dirs read on the host."""
+    """Fast path: inotify on the container's overlay upper dir, lower dirs read on the host.
+
+    A path is looked up as overlayfs does: the topmost layer that has it wins, a whiteout
+    (a 0/0 character device) hides it and everything below it, and an opaque directory hides
+    the layers under it. A directory the command deleted (or deleted and re-created) stands
+    for its whole former tree: every path below it is compared, so each one the command
+    removed gets its own change.
+    """
+
+    _MEMO_LIMIT = 200_000
 
     def __init__(self, upper: str, lowers: list[str], config: DiffConfig) -> None:
         super().__init__(config)
         self.upper = os.fsencode(upper)
-        self.lowers = [os.fsencode(p) for p in lowers]
+        self.lowers = tuple(os.fsencode(p) for p in lowers)
+        self.layers = (self.upper, *self.lowers)
+        # Which layers hold a directory as a visible directory. The lower layers never
+        # change, so theirs is kept; the upper layer's only within one look.
+        self._lower_dirs: dict[bytes, tuple[bytes, ...]] = {}
+        self._merged_dirs: dict[bytes, tuple[bytes, ...]] = {}
         self.watcher = TreeWatcher(self.upper)
         self.watcher.changes()  # what the engine itself put there at start is not a change
 
     def close(self) -> None:
         self.watcher.close()
 
-    def _lower(self, path: bytes) -> FileState | None:
-        for layer in self.lowers:
+    def _dir_layers(
+        self, layers: tuple[bytes, ...], d: bytes, memo: dict[bytes, tuple[bytes, ...]]
+    ) -> tuple[bytes, ...]:
+        """The layers (top first) in which directory ``d`` is part of the merged view."""
+        if d in (b"/", b""):
+            return layers
+        found = memo.get(d)
+        if found is not None:
+            return found
+        out: list[bytes] = []
+        for layer in self._dir_layers(layers, os.path.dirname(d), memo):
+            try:
+                st = os.lstat(layer + d)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break  # a whiteout or a non-directory hides the layers below
+            out.append(layer)
+            if _opaque(layer + d):
+                break
+        if len(memo) > self._MEMO_LIMIT:
+            memo.clear()
+        memo[d] = result = tuple(out)
+        return result
+
+    def _lookup(
+        self, layers: tuple[bytes, ...], path: bytes, memo: dict[bytes, tuple[bytes, ...]]
+    ) -> FileState | None:
+        for layer in self._dir_layers(layers, os.path.dirname(path), memo):
             p = layer + path
             try:
                 st = os.lstat(p)
             except (FileNotFoundError, NotADirectoryError):
-                if _opaque(layer + os.path.dirname(path)):
-                    return None
                 continue
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 return None
             return state_of(p, self.config.content_cap)
         return None
 
+    def _lower(self, path: bytes) -> FileState | None:
+        return self._lookup(self.lowers, path, self._lower_dirs)
+
     def _merged(self, path: bytes) -> FileState | None:
         up = self.upper + path
         try:
             st = os.lstat(up)
         except (FileNotFoundError, NotADirectoryError):
-            parent = os.path.dirname(path)
-            if parent != b"/" and _opaque(self.upper + parent):
-                return None
-            return self._lower(path)
+            return self._lookup(self.layers, path, self._merged_dirs)
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             return None
         return state_of(up, self.config.content_cap)
@@ -284,28 +341,75 @@ class OverlayDiffer(_Base):
         try:
             touched, renames = self.watcher.changes()
         except Overflow:
-            touched, renames = self.watcher.rescan(), {}
+            # Events were lost: look at everything in the upper layer and everything we knew.
+            touched = self.watcher.rescan()
+            touched.update(p[1:] for p, st in self._known.items() if st is not None)
+            renames = {}
         if not touched:
             return []
+        self._merged_dirs = {}
         paths = {b"/" + p for p in touched}
-        extra: set[bytes] = set()
-        for p in paths:
-            # A directory made opaque (deleted and re-created) hides the image's children.
-            if _opaque(self.upper + p):
-                extra.update(p + b"/" + n for n in self._lower_children(p))
-        paths |= extra
+        paths |= self._gone_below(paths)
         states = ((p, self._merged(p)) for p in sorted(paths) if not self._ignored(p))
         renamed = {b"/" + a: b"/" + b for a, b in renames.items()}
         return self._compare(states, renamed)
 
-    def _lower_children(self, path: bytes) -> set[bytes]:
-        names: set[bytes] = set()
-        for layer in self.lowers:
-            try:
-                names.update(os.listdir(layer + path))
-            except (FileNotFoundError, NotADirectoryError):
+    def _gone_below(self, paths: set[bytes]) -> set[bytes]:
+        """Every path below a directory that was deleted, replaced, or deleted and re-created
+        (opaque): its image tree and what we know was in it."""
+        roots: set[bytes] = set()
+        for p in sorted(paths, key=len):
+            if self._ignored(p) or _under(p, roots):
                 continue
-        return names
+            up = self.upper + p
+            try:
+                st = os.lstat(up)
+            except (FileNotFoundError, NotADirectoryError):
+                st = None
+            if st is not None and stat.S_ISDIR(st.st_mode) and not _opaque(up):
+                continue  # still a directory: what left it is a change of its own
+            if p in self._known:
+                before = self._known[p]
+                was_dir = before is not None and before.type == "dir"
+            else:  # the image's (no lstat at all below a directory the image lacks)
+                was_dir = bool(self._dir_layers(self.lowers, p, self._lower_dirs))
+            if was_dir:
+                roots.add(p)
+        out = self._known_below(roots)
+        for root in roots:
+            out.update(self._lower_tree(root))
+        return out
+
+    def _lower_tree(self, root: bytes) -> set[bytes]:
+        """Every path below ``root`` in the image (as the lower layers merge)."""
+        out: set[bytes] = set()
+        stack = [root]
+        while stack:
+            d = stack.pop()
+            names: set[bytes] = set()
+            for layer in self._dir_layers(self.lowers, d, self._lower_dirs):
+                try:
+                    names.update(os.listdir(layer + d))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+            for name in names:
+                child = d + b"/" + name
+                out.add(child)
+                if self._dir_layers(self.lowers, child, self._lower_dirs):
+                    stack.append(child)
+        return out
+
+
+def _under(path: bytes, roots: set[bytes]) -> bool:
+    """Whether ``path`` is strictly below one of ``roots``."""
+    if not roots:
+        return False
+    parent = os.path.dirname(path)
+    while parent not in (b"/", b""):
+        if parent in roots:
+            return True
+        parent = os.path.dirname(parent)
+    return False
 
 
 # Go's os.FileMode type bits, as the engine reports them.
@@ -415,4 +519,65 @@ class ApiDiffer(_Base):
         # Everything in the diff may have changed again; what left it went back to the image.
         paths = sorted(p for p in current | self._last if not self._ignored(p))
         self._last = current
-        return self._compare(((p, self._archive_state(self.container_id, p)) for p in paths), {})
+        states = {p: self._archive_state(self.container_id, p) for p in paths}
+        # The engine lists a deleted directory alone: everything that was below it is gone
+        # too, and the reference container's archive of it says what that was.
+        self._prefetched = {}
+        roots: set[bytes] = set()
+        for p in sorted(paths, key=len):
+            after = states[p]
+            if (after is not None and after.type == "dir") or _under(p, roots):
+                continue
+            before = self._before(p)
+            if p not in self._known:
+                self._prefetched[p] = before
+            if before is None or before.type != "dir":
+                continue
+            roots.add(p)
+            self._prefetched.update(self._tree(self.reference, p))
+        gone = {p for p in self._prefetched if _under(p, roots)} | self._known_below(roots)
+        every = sorted(set(paths) | {p for p in gone if not self._ignored(p)})
+        try:
+            return self._compare(((p, states.get(p)) for p in every), {})
+        finally:
+            self._prefetched = {}
+
+    def _tree(self, container: str, root: bytes) -> dict[bytes, FileState]:
+        """Every path at and below ``root`` with its state, from one archive of it."""
+        try:
+            chunks, _ = self.api.get_archive(container, root)
+        except docker.errors.NotFound:
+            return {}
+        parent = os.path.dirname(root)
+        prefix = b"" if parent == b"/" else parent
+        cap = self.config.content_cap
+        out: dict[bytes, FileState] = {}
+        by_name: dict[str, FileState] = {}
+        with tarfile.open(fileobj=IterReader(chunks), mode="r|") as tar:
+            for m in tar:
+                path = prefix + b"/" + os.fsencode(m.name).rstrip(b"/")
+                perm = m.mode & 0o7777
+                st: FileState | None
+                if m.isdir():
+                    st = FileState("dir", perm, 0)
+                elif m.issym():
+                    target = os.fsencode(m.linkname)
+                    st = FileState("symlink", 0o777, len(target), None, target)
+                elif m.islnk():
+                    st = by_name.get(m.linkname)
+                elif m.isfile():
+                    f = tar.extractfile(m)
+                    h = hashlib.sha256()
+                    parts: list[bytes] = []
+                    while f is not None and (chunk := f.read(1 << 20)):
+                        h.update(chunk)
+                        if m.size <= cap:
+                            parts.append(chunk)
+                    keep = b"".join(parts) if m.size <= cap else None
+                    st = FileState("file", perm, m.size, h.hexdigest(), None, keep, keep is None)
+                else:
+                    kind = "fifo" if m.isfifo() else "block" if m.isblk() else "char"
+                    st = FileState(kind, perm, 0)
+                if st is not None:
+                    out[path] = by_name[m.name] = st
+        return out

@@ -15,6 +15,8 @@ from traces.vocab import Label
 from ._engine import client, engine_errors, is_local_engine
 from ._errors import SandboxError
 from ._images import recipe_hash
+from ._network import firewall_problem
+from ._owner import owner_labels
 from ._session import DEFAULT_IMAGE, Sandbox
 
 
@@ -69,24 +71,50 @@ def run_checks(image: str = DEFAULT_IMAGE, try_session: bool = True) -> list[Che
     checks.append(Check("cgroups", "ok", f"v{cg_version}, driver {cg_driver}"))
     checks.append(_image_check(image))
     checks.extend(_fast_paths(info, driver, cg_version, cg_driver))
-    quota = driver == "overlay2" and backing == "xfs"
+    quota = disk_limit_mode(image, driver, backing) == "quota"
     checks.append(
         Check(
             "disk limits",
             "ok" if quota else "warn",
-            "per-container disk limits are enforced"
+            "quota: the storage driver enforces Limits(disk=...) (writes past it fail)"
             if quota
-            else f"not available (overlay2 on {backing}); disk limits are refused with an error",
-            "" if quota else "put /var/lib/docker on xfs mounted with pquota to enable them",
+            else f"measured: {driver} on {backing} has no quotas, so a sandbox's writable "
+            "layer is measured and its processes are stopped when it outgrows "
+            "Limits(disk=...) (Sandbox.disk_exceeded); Limits(disk_mode='quota') is refused",
+            "" if quota else "for hard quotas put /var/lib/docker on xfs mounted with pquota",
         )
     )
     sec = ", ".join(
         str(s).split(",")[0].removeprefix("name=") for s in info.get("SecurityOptions") or []
     )
     checks.append(Check("security", "ok", sec or "none reported"))
+    checks.append(host_isolation_check())
     if try_session and checks[3].status != "fail":
         checks.append(_session_check(image))
     return checks
+
+
+def disk_limit_mode(image: str = DEFAULT_IMAGE, driver: str = "", backing: str = "") -> str:
+    """How a sandbox on this engine holds ``Limits(disk=...)``: ``quota`` if the engine
+    accepts a per-container size (asked by creating, never starting, a container of
+    ``image`` with one), else ``measured``. Without the image, judged from the storage
+    driver and its backing filesystem."""
+    api = client().api
+    try:
+        cid = api.create_container(
+            image,
+            command=["true"],
+            labels=owner_labels(),
+            host_config=api.create_host_config(storage_opt={"size": "1G"}),
+        )["Id"]
+    except docker.errors.ImageNotFound:
+        return "quota" if (driver, backing) == ("overlay2", "xfs") else "measured"
+    except docker.errors.APIError as exc:
+        if "storage-opt" in str(exc.explanation or exc).lower():
+            return "measured"
+        raise
+    api.remove_container(cid, force=True)
+    return "quota"
 
 
 def _image_check(image: str) -> Check:
@@ -146,6 +174,20 @@ def _fast_paths(info: dict[str, Any], driver: str, cg_version: str, cg_driver: s
         )
     )
     return out
+
+
+def host_isolation_check() -> Check:
+    """Whether `network="isolated"` sandboxes are kept from the host's own services."""
+    problem = firewall_problem()
+    if problem is None:
+        return Check("network isolation", "ok", "isolated sandboxes cannot reach host services")
+    return Check(
+        "network isolation",
+        "warn",
+        f"isolated sandboxes can reach services on this host ({problem}); they are still "
+        "kept from each other",
+        "run as root on the engine's host with iptables installed",
+    )
 
 
 def _session_check(image: str) -> Check:

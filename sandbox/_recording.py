@@ -11,6 +11,8 @@ import hashlib
 import os
 import threading
 import time
+from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +29,7 @@ from ._resources import Reader, StatsApiReader, host_reader
 
 if TYPE_CHECKING:
     from ._capture import HeadTail
+    from ._resources import DiskGuard
     from ._session import CommandResult
 
 
@@ -50,7 +53,9 @@ class Recording:
         diff_cap: unified diffs for text files up to this size.
         ignore: container paths whose changes are not recorded.
         file_changes: record per-command file changes.
-        resource_interval: seconds between resource samples; None turns sampling off.
+        resource_interval: seconds between periodic resource samples; a sample is also
+            taken at the end of every command and when the sandbox closes, so even a short
+            trial has its peak memory and CPU. None turns all resource sampling off.
         fast_paths: read the overlay upper dir and cgroup files on the host when the engine
             is local; False forces the Docker API paths.
         parent: the context the sandbox-wide spans (resource samples, ``sandbox.stop``)
@@ -88,6 +93,7 @@ class CommandProbe:
     ctx: Context
     cpu0: float | None
     cwd: str
+    command_id: int = 0
 
 
 class SessionRecorder:
@@ -131,7 +137,12 @@ class SessionRecorder:
             else:
                 self.differ = ApiDiffer(api, container_id, image, dcfg)
         self.last_diff_s = 0.0  # what finding the last command's file changes cost
+        # The sandbox's disk guard in measured mode: its measure goes into the samples.
+        self.disk: DiskGuard | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # wakes the sampler thread: sample now, or stop
+        self._readings: deque[tuple[int, dict[str, Any]]] = deque()  # taken at command ends
+        self._sample_now = False  # a command ended on the Docker API path: sample it
         self._sampler: threading.Thread | None = None
         if cfg.resource_interval:
             self._sampler = threading.Thread(
@@ -151,6 +162,8 @@ class SessionRecorder:
     def before(
         self, command: bytes, cwd: str, command_id: int, user: str | None = None
     ) -> CommandProbe:
+        # The memory high-water mark restarts per command; the last command's peak is in
+        # the sample taken when it ended.
         self.reader.reset_peak()
         cpu0 = self.reader.cpu_time()
         span = self.tracer.start_span(
@@ -163,7 +176,7 @@ class SessionRecorder:
                 **({Attr.USER: user} if user else {}),
             },
         )
-        return CommandProbe(span, trace.set_span_in_context(span), cpu0, cwd)
+        return CommandProbe(span, trace.set_span_in_context(span), cpu0, cwd, command_id)
 
     def after(
         self, probe: CommandProbe, result: CommandResult, out: HeadTail, err: HeadTail
@@ -185,14 +198,45 @@ class SessionRecorder:
             attrs[bytes_key] = buf.total
             if buf.total > len(buf.recorded):
                 attrs[recorded_key] = len(buf.recorded)
-        cpu1 = self.reader.cpu_time()
+        # On the fast path one reading of the cgroup files (a few preads, before the next
+        # command restarts the peak) gives the command its CPU time and peak memory and the
+        # sandbox its end-of-command resource sample; the sampler thread emits that span.
+        reading: dict[str, Any] | None = None
+        if self.fast_resources and self.cfg.resource_interval:
+            with suppress(Exception):
+                reading = self._reading()
+        if reading is not None:
+            cpu1, peak = (
+                reading.get(Attr.CONTAINER_CPU_TIME),
+                reading.get(Attr.CONTAINER_MEMORY_PEAK),
+            )
+            reading[Attr.COMMAND_ID] = probe.command_id
+            self._readings.append((time.time_ns(), reading))  # emitted on the next tick
+        else:
+            cpu1 = self.reader.cpu_time()
+            peak = self.reader.peak() if self.fast_resources else None
+            if self.cfg.resource_interval:  # the Docker API path: a sample as soon as may be
+                self._sample_now = True
+                self._wake.set()
         if probe.cpu0 is not None and cpu1 is not None:
             attrs[Attr.CPU_TIME] = round(cpu1 - probe.cpu0, 6)
-        peak = self.reader.peak() if self.fast_resources else None
         if peak is not None:
-            attrs[Attr.MEMORY_PEAK] = peak
+            attrs[Attr.MEMORY_PEAK] = int(peak)
+        if result.disk_exceeded:
+            attrs[Attr.DISK_EXCEEDED] = True
+            guard = self.disk
+            span.add_event(
+                Attr.DISK_EXCEEDED,
+                {
+                    Attr.CONTAINER_DISK_USAGE: (guard.last or 0) if guard else 0,
+                    Attr.LIMITS_DISK: guard.limit if guard else 0,
+                },
+                timestamp=t_end,
+            )
         span.set_attributes(attrs)
-        if result.timed_out:
+        if result.disk_exceeded:
+            span.set_status(Status(StatusCode.ERROR, "disk limit exceeded"))
+        elif result.timed_out:
             span.set_status(Status(StatusCode.ERROR, "timed out"))
         elif result.exit_code != 0:
             span.set_status(Status(StatusCode.ERROR, f"exit code {result.exit_code}"))
@@ -259,27 +303,58 @@ class SessionRecorder:
 
     # -- resources -----------------------------------------------------------------------
 
+    def _reading(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = dict(self.reader.sample())
+        guard = self.disk
+        if guard is not None and guard.last is not None:
+            attrs[Attr.CONTAINER_DISK_USAGE] = guard.last
+        return attrs
+
+    def _emit(self, t0: int, attrs: dict[str, Any]) -> None:
+        """One ``sandbox.resources`` span under the sandbox-wide context."""
+        self.tracer.start_span(
+            Span.RESOURCES, context=self.parent, attributes=attrs, start_time=t0
+        ).end(end_time=t0)
+
+    def _sample(self) -> None:
+        t0 = time.time_ns()
+        self._emit(t0, self._reading())
+
+    def _drain(self) -> None:
+        """Emit the readings taken at the ends of commands."""
+        while self._readings:
+            self._emit(*self._readings.popleft())
+
     def _sample_loop(self) -> None:
+        """Periodic samples; the spans of end-of-command readings; on the Docker API path a
+        sample whenever a command ends (coalesced while one is being taken)."""
         interval = float(self.cfg.resource_interval or 0.5)
         next_at = time.monotonic()
         while not self._stop.is_set():
+            self._wake.clear()
             try:
-                t0 = time.time_ns()
-                sample = self.reader.sample()
-                span = self.tracer.start_span(
-                    Span.RESOURCES, context=self.parent, attributes=sample, start_time=t0
-                )
-                span.end()
+                self._drain()
+                now = time.monotonic()
+                if now >= next_at or self._sample_now:
+                    self._sample_now = False
+                    self._sample()
+                    if now >= next_at:
+                        next_at = max(next_at + interval, time.monotonic())
             except Exception:  # noqa: BLE001 - the container may be going away
                 if self._stop.is_set():
                     return
-            next_at += interval
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
+            self._wake.wait(max(0.0, next_at - time.monotonic()))
 
     def close(self) -> None:
+        """Stop sampling and take the last sample (the container still exists)."""
         self._stop.set()
+        self._wake.set()
         if self._sampler is not None:
             self._sampler.join(timeout=5)
+        if self.cfg.resource_interval:
+            with suppress(Exception):
+                self._drain()
+                self._sample()
         if self.differ is not None:
             self.differ.close()
         self.reader.close()

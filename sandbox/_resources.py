@@ -3,16 +3,24 @@
 The engine's stats API takes about a second per reading; the same numbers are in the
 container's cgroup files on the host, readable in microseconds. Both give one dict of
 OpenTelemetry-style metric names.
+
+Also here: the container's OOM-kill counter (host cgroup files), and the size of its writable
+layer measured against a disk limit where the storage driver cannot enforce one.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import threading
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, Protocol
 
 from traces.vocab import Attr
+
+from ._inotify import Overflow, TreeWatcher
 
 
 class Reader(Protocol):
@@ -27,22 +35,13 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _keyed(path: Path) -> dict[str, int]:
+def _keyed_text(text: bytes) -> dict[str, int]:
+    """``key value`` lines (cpu.stat, memory.events, memory.oom_control) as a dict."""
     out: dict[str, int] = {}
-    try:
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                out[parts[0]] = int(parts[1])
-    except OSError:
-        pass
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0].decode()] = int(parts[1])
     return out
 
 
@@ -62,6 +61,23 @@ def _net(proc: Path, pid: int) -> tuple[int, int] | None:
     return rx, tx
 
 
+def cgroup_dirs(
+    host_pid: int, proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup")
+) -> tuple[dict[str, Path], bool]:
+    """The cgroup directory of each controller of a process on the host, and whether the
+    host uses the v2 (unified) layout for memory."""
+    dirs: dict[str, Path] = {}
+    for line in (proc / str(host_pid) / "cgroup").read_text().splitlines():
+        _, controllers, rel = line.split(":", 2)
+        if controllers == "":
+            dirs["unified"] = cgroup_root / rel.lstrip("/")
+        for c in controllers.split(","):
+            if c:
+                dirs[c] = cgroup_root / c / rel.lstrip("/")
+    # A hybrid host lists an empty v2 hierarchy too; v1 controllers take precedence.
+    return dirs, "memory" not in dirs and "unified" in dirs
+
+
 class CgroupReader:
     """Reads the container's cgroup files on the host (v1 and v2 layouts)."""
 
@@ -76,121 +92,114 @@ class CgroupReader:
         self.proc = proc
         self.network = network
         self._fds: dict[tuple[str, int], int] = {}
-        self.v2 = False
-        self.dirs: dict[str, Path] = {}
-        for line in (proc / str(host_pid) / "cgroup").read_text().splitlines():
-            _, controllers, rel = line.split(":", 2)
-            if controllers == "":
-                self.dirs["unified"] = cgroup_root / rel.lstrip("/")
-            for c in controllers.split(","):
-                if c:
-                    self.dirs[c] = cgroup_root / c / rel.lstrip("/")
-        # A hybrid host lists an empty v2 hierarchy too; v1 controllers take precedence.
-        self.v2 = "memory" not in self.dirs and "unified" in self.dirs
+        self._fd_lock = threading.Lock()
+        self.dirs, self.v2 = cgroup_dirs(host_pid, proc, cgroup_root)
         if self.v2:
             d = self.dirs["unified"]
             if not (d / "memory.current").exists():
                 raise OSError(f"cgroup v2 files not readable under {d}")
-        elif not (self.dirs.get("memory", Path("/nonexistent")) / "memory.usage_in_bytes").exists():
-            raise OSError("cgroup v1 memory files not readable")
+            names = {
+                "cpu": d / "cpu.stat",
+                "memory": d / "memory.current",
+                "peak": d / "memory.peak",
+                "pids": d / "pids.current",
+                "io": d / "io.stat",
+            }
+        else:
+            mem = self.dirs.get("memory", Path("/nonexistent"))
+            if not (mem / "memory.usage_in_bytes").exists():
+                raise OSError("cgroup v1 memory files not readable")
+            none = Path("/nonexistent")
+            names = {
+                "cpu": self.dirs.get("cpuacct", none) / "cpuacct.usage",
+                "memory": mem / "memory.usage_in_bytes",
+                "peak": mem / "memory.max_usage_in_bytes",
+                "pids": self.dirs.get("pids", none) / "pids.current",
+                "io": self.dirs.get("blkio", none) / "blkio.throttle.io_service_bytes",
+            }
+        # Paths as plain strings, made once: these are read at the end of every command.
+        self._file = {key: str(path) for key, path in names.items()}
 
     def sample(self) -> dict[str, int | float]:
+        """One reading of every metric: a pread of each (kept open) file, so it is cheap
+        enough for the end of every command."""
         out: dict[str, int | float] = {}
+        cpu = self.cpu_time()
+        if cpu is not None:
+            out[Attr.CONTAINER_CPU_TIME] = cpu
+        for key, name in (
+            ("memory", Attr.CONTAINER_MEMORY),
+            ("peak", Attr.CONTAINER_MEMORY_PEAK),
+            ("pids", Attr.CONTAINER_PIDS),
+        ):
+            v = self._pread_int(self._file[key])
+            if v is not None:
+                out[name] = v
+        rb = wb = 0
+        io = self._pread(self._file["io"])
         if self.v2:
-            d = self.dirs["unified"]
-            cpu = _keyed(d / "cpu.stat").get("usage_usec")
-            if cpu is not None:
-                out[Attr.CONTAINER_CPU_TIME] = cpu / 1e6
-            for key, name in (
-                ("memory.current", Attr.CONTAINER_MEMORY),
-                ("memory.peak", Attr.CONTAINER_MEMORY_PEAK),
-                ("pids.current", Attr.CONTAINER_PIDS),
-            ):
-                v = _read_int(d / key)
-                if v is not None:
-                    out[name] = v
-            rb = wb = 0
-            try:
-                for line in (d / "io.stat").read_text().splitlines():
-                    for kv in line.split()[1:]:
-                        k, _, num = kv.partition("=")
-                        if k == "rbytes":
-                            rb += int(num)
-                        elif k == "wbytes":
-                            wb += int(num)
-            except OSError:
-                pass
-            out[Attr.CONTAINER_DISK_READ], out[Attr.CONTAINER_DISK_WRITE] = rb, wb
+            for line in io.splitlines():
+                for kv in line.split()[1:]:
+                    k, _, num = kv.partition(b"=")
+                    if k == b"rbytes":
+                        rb += int(num)
+                    elif k == b"wbytes":
+                        wb += int(num)
         else:
-            cpu = _read_int(self.dirs.get("cpuacct", Path("/x")) / "cpuacct.usage")
-            if cpu is not None:
-                out[Attr.CONTAINER_CPU_TIME] = cpu / 1e9
-            mem = self.dirs["memory"]
-            for key, name in (
-                ("memory.usage_in_bytes", Attr.CONTAINER_MEMORY),
-                ("memory.max_usage_in_bytes", Attr.CONTAINER_MEMORY_PEAK),
-            ):
-                v = _read_int(mem / key)
-                if v is not None:
-                    out[name] = v
-            pids = _read_int(self.dirs.get("pids", Path("/x")) / "pids.current")
-            if pids is not None:
-                out[Attr.CONTAINER_PIDS] = pids
-            rb = wb = 0
-            try:
-                blk = self.dirs.get("blkio", Path("/x")) / "blkio.throttle.io_service_bytes"
-                for line in blk.read_text().splitlines():
-                    f = line.split()
-                    if len(f) == 3 and f[1] == "Read":
-                        rb += int(f[2])
-                    elif len(f) == 3 and f[1] == "Write":
-                        wb += int(f[2])
-            except OSError:
-                pass
-            out[Attr.CONTAINER_DISK_READ], out[Attr.CONTAINER_DISK_WRITE] = rb, wb
+            for line in io.splitlines():
+                f = line.split()
+                if len(f) == 3 and f[1] == b"Read":
+                    rb += int(f[2])
+                elif len(f) == 3 and f[1] == b"Write":
+                    wb += int(f[2])
+        out[Attr.CONTAINER_DISK_READ], out[Attr.CONTAINER_DISK_WRITE] = rb, wb
         if self.network:
             net = _net(self.proc, self.pid)
             if net is not None:
                 out[Attr.CONTAINER_NET_RX], out[Attr.CONTAINER_NET_TX] = net
         return out
 
-    # The per-command readings are on the command path: keep those files open and pread.
-    def _fd(self, path: Path, flags: int = os.O_RDONLY) -> int | None:
-        key = (str(path), flags)
+    # These are read on the command path: the files stay open and are read with pread.
+    def _fd(self, path: str, flags: int = os.O_RDONLY) -> int | None:
+        key = (path, flags)
         fd = self._fds.get(key)
         if fd is None:
-            try:
-                fd = os.open(path, flags | os.O_CLOEXEC)
-            except OSError:
-                return None
-            self._fds[key] = fd
+            with self._fd_lock:  # the sampler thread and the command path share these
+                fd = self._fds.get(key)
+                if fd is None:
+                    try:
+                        fd = os.open(path, flags | os.O_CLOEXEC)
+                    except OSError:
+                        return None
+                    self._fds[key] = fd
         return fd
 
-    def _pread_int(self, path: Path) -> int | None:
+    def _pread(self, path: str, size: int = 1 << 16) -> bytes:
         fd = self._fd(path)
         if fd is None:
-            return None
+            return b""
         try:
-            return int(os.pread(fd, 64, 0).split()[0])
-        except (OSError, ValueError, IndexError):
+            return os.pread(fd, size, 0)
+        except OSError:
+            return b""
+
+    def _pread_int(self, path: str) -> int | None:
+        try:
+            return int(self._pread(path, 64).split()[0])
+        except (ValueError, IndexError):
             return None
 
     def cpu_time(self) -> float | None:
         """CPU seconds used by the container so far (one file read)."""
         if self.v2:
-            usec = _keyed(self.dirs["unified"] / "cpu.stat").get("usage_usec")
+            usec = _keyed_text(self._pread(self._file["cpu"])).get("usage_usec")
             return None if usec is None else usec / 1e6
-        ns = self._pread_int(self.dirs.get("cpuacct", Path("/x")) / "cpuacct.usage")
+        ns = self._pread_int(self._file["cpu"])
         return None if ns is None else ns / 1e9
-
-    def _peak_path(self) -> Path:
-        if self.v2:
-            return self.dirs["unified"] / "memory.peak"
-        return self.dirs["memory"] / "memory.max_usage_in_bytes"
 
     def reset_peak(self) -> bool:
         """Restart the memory high-water mark (v1: write 0; v2: write to memory.peak)."""
-        fd = self._fd(self._peak_path(), os.O_WRONLY)
+        fd = self._fd(self._file["peak"], os.O_WRONLY)
         if fd is None:
             return False
         try:
@@ -200,7 +209,7 @@ class CgroupReader:
             return False
 
     def peak(self) -> int | None:
-        return self._pread_int(self._peak_path())
+        return self._pread_int(self._file["peak"])
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -264,3 +273,215 @@ def host_reader(host_pid: int, network: bool) -> CgroupReader | None:
         return CgroupReader(host_pid, network)
     except (OSError, ValueError, KeyError):
         return None
+
+
+# -- OOM kills -----------------------------------------------------------------------------
+
+
+class OomCounter:
+    """The container's count of OOM kills, from its memory cgroup on the host (v1:
+    ``memory.oom_control``, v2: ``memory.events``, key ``oom_kill``). One pread of a kept-open
+    file per reading. It counts every process the kernel killed in the container, the session
+    shell itself included, which no reading from inside can report."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def count(self) -> int | None:
+        try:
+            return _keyed_text(os.pread(self._fd, 4096, 0)).get("oom_kill")
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        with suppress(OSError):
+            os.close(self._fd)
+
+
+def host_oom_counter(
+    host_pid: int, proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup")
+) -> OomCounter | None:
+    """The OOM counter of the container whose init has ``host_pid``, or None when its cgroup
+    files cannot be read here (remote engine, not root, or ``HARNESS_NO_FAST_PATHS``)."""
+    if os.environ.get("HARNESS_NO_FAST_PATHS") or host_pid <= 0:
+        return None
+    try:
+        dirs, v2 = cgroup_dirs(host_pid, proc, cgroup_root)
+        path = dirs["unified"] / "memory.events" if v2 else dirs["memory"] / "memory.oom_control"
+        counter = OomCounter(path)
+    except (OSError, ValueError, KeyError):
+        return None
+    if counter.count() is None:
+        counter.close()
+        return None
+    return counter
+
+
+# -- the writable layer's size against a disk limit ----------------------------------------
+
+
+class LayerSize(Protocol):
+    """How many bytes a container's writable layer holds."""
+
+    cheap: bool  # cheap enough to read at the end of every command
+
+    def size(self) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class UpperDirSize:
+    """Bytes allocated under the container's overlay upper directory on the host, kept up to
+    date from inotify events: a reading costs what changed since the last one, not what the
+    layer holds. Blocks are counted once per inode (hard links), as a quota would."""
+
+    cheap = True
+
+    def __init__(self, upper: str) -> None:
+        self.root = os.fsencode(upper)
+        self.watcher = TreeWatcher(self.root)  # reports what is already there as changed
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, int] = {}  # relative path -> inode
+        self._kids: dict[bytes, set[bytes]] = {}  # directory -> its entries we counted
+        self._inodes: dict[int, list[int]] = {}  # inode -> [paths counted, bytes]
+        self.total = 0
+
+    def size(self) -> int | None:
+        with self._lock:
+            try:
+                touched, _ = self.watcher.changes()
+            except Overflow:
+                touched = self.watcher.rescan()
+                for rel in list(self._entries):
+                    self._forget(rel)
+            for rel in sorted(touched, key=len):
+                self._update(rel)
+            return self.total
+
+    def _update(self, rel: bytes) -> None:
+        try:
+            st = os.lstat(self.root + b"/" + rel)
+        except OSError:
+            self._forget(rel)
+            return
+        ino = self._entries.get(rel)
+        if ino is not None and ino != st.st_ino:
+            self._forget(rel)
+            ino = None
+        used = st.st_blocks * 512
+        if ino is None:
+            self._entries[rel] = st.st_ino
+            self._kids.setdefault(os.path.dirname(rel), set()).add(rel)
+            rec = self._inodes.setdefault(st.st_ino, [0, 0])
+            rec[0] += 1
+            if rec[0] == 1:
+                rec[1] = used
+                self.total += used
+                return
+        rec = self._inodes[st.st_ino]
+        self.total += used - rec[1]
+        rec[1] = used
+        if not stat.S_ISDIR(st.st_mode):
+            # What was a directory here is gone (replaced by this file).
+            for kid in list(self._kids.get(rel, ())):
+                self._forget(kid)
+
+    def _forget(self, rel: bytes) -> None:
+        """Stop counting ``rel`` and everything we counted below it."""
+        for kid in list(self._kids.pop(rel, ())):
+            self._forget(kid)
+        ino = self._entries.pop(rel, None)
+        if ino is None:
+            return
+        siblings = self._kids.get(os.path.dirname(rel))
+        if siblings is not None:
+            siblings.discard(rel)
+        rec = self._inodes.get(ino)
+        if rec is not None:
+            rec[0] -= 1
+            if rec[0] <= 0:
+                self.total -= rec[1]
+                del self._inodes[ino]
+
+    def close(self) -> None:
+        self.watcher.close()
+
+
+class ApiLayerSize:
+    """Fallback: the engine's own measure of the writable layer (``SizeRw``). The engine
+    walks the layer for it, so it is read periodically, never per command."""
+
+    cheap = False
+
+    def __init__(self, api: Any, container_id: str) -> None:
+        self.api = api
+        self.container_id = container_id
+
+    def size(self) -> int | None:
+        found = self.api.containers(all=True, size=True, filters={"id": self.container_id})
+        value = found[0].get("SizeRw") if found else None
+        return None if value is None else int(value)
+
+    def close(self) -> None:
+        pass
+
+
+class DiskGuard:
+    """Holds a container's writable layer to ``limit`` bytes where no quota can: measured
+    every ``interval`` seconds on a thread of its own (and, when that is cheap, at the end of
+    each command). When the layer is over the limit and has grown since the last time it
+    was stopped for that, ``on_exceeded(size)`` runs: the sandbox stops its processes.
+
+    ``exceeded`` stays True once the limit was crossed; ``last`` is the latest measure.
+    """
+
+    def __init__(
+        self,
+        layer: LayerSize,
+        limit: int,
+        on_exceeded: Callable[[int], None],
+        interval: float = 0.5,
+    ) -> None:
+        self.layer = layer
+        self.limit = limit
+        self.on_exceeded = on_exceeded
+        self.interval = interval
+        self.exceeded = False
+        self.last: int | None = None
+        self._stopped_at: int | None = None  # the size when processes were last stopped
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="harness-disk")
+        self._thread.start()
+
+    def check(self) -> bool:
+        """Measure now; True if the layer is over the limit and its processes were stopped."""
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            size = self.layer.size()
+            self.last = size
+            if size is None or size <= self.limit:
+                self._stopped_at = None  # back under the limit: crossing it again stops again
+                return False
+            if self._stopped_at is not None and size <= self._stopped_at:
+                return False  # over, but nothing more was written since the last stop
+            self._stopped_at = size
+            self.exceeded = True
+            self.on_exceeded(size)
+            return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - the container may be going away
+                if self._stop.is_set():
+                    return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with self._lock:
+            self.layer.close()

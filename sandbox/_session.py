@@ -15,7 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import docker.errors
 from docker.types import LogConfig
@@ -23,16 +23,33 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from traces.vocab import Attr, Span
 
-from . import _lifecycle, _shell
+from . import _lifecycle, _network, _shell
 from ._archive import IterReader, tar_stream
 from ._capture import HeadTail, MarkerScanner
-from ._engine import client, engine_errors
-from ._errors import EngineError, ImageNotFound, LimitNotSupported, SandboxError, SessionLost
+from ._engine import client, engine_errors, is_local_engine
+from ._errors import (
+    EngineError,
+    ImageNotFound,
+    LimitNotSupported,
+    SandboxError,
+    SessionLost,
+    UnknownUser,
+)
 from ._owner import owner_labels
+from ._processes import ControlReplies, ProcessInfo, ProcessSnapshot, keep_args
 from ._recording import Recording, SessionRecorder, current_context
+from ._resources import (
+    ApiLayerSize,
+    DiskGuard,
+    LayerSize,
+    OomCounter,
+    UpperDirSize,
+    host_oom_counter,
+)
 
 DEFAULT_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", "harness-base:bookworm")
 DEFAULT_OUTPUT_LIMIT = 1 << 20
+_NO_QUOTA: set[str] = set()  # engines (DOCKER_HOST) seen refusing disk quotas
 SMALL_WRITE = 256 << 10  # write_file through the shell up to this size
 
 # What a normal root shell in a container needs (package installs drop to _apt, chown, kill,
@@ -53,6 +70,9 @@ DEFAULT_CAPS = (
 )
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+DiskRequest = Literal["auto", "quota", "measured"]  # what Limits(disk_mode=...) asks for
+DiskMode = Literal["quota", "measured", "none"]  # what a started sandbox does
 
 
 def parse_size(value: int | str) -> int:
@@ -79,6 +99,13 @@ class Limits(BaseModel):
     cpus: float = Field(default=1.0, gt=0)
     pids: int = Field(default=1024, ge=16)
     disk: int | None = Field(default=None, description="writable layer size, bytes")
+    disk_mode: DiskRequest = Field(
+        default="auto",
+        description="how a disk limit is held: 'quota' (the storage driver enforces it; "
+        "refused with LimitNotSupported where it cannot), 'measured' (the writable layer is "
+        "measured and the sandbox's processes stopped when it outgrows the limit), or "
+        "'auto' (quota where supported, else measured)",
+    )
 
     @field_validator("memory", "disk", mode="before")
     @classmethod
@@ -108,6 +135,7 @@ class CommandResult:
     oom_killed: bool = False
     session_restarted: bool = False
     cwd: str = ""
+    disk_exceeded: bool = False  # the disk limit was outgrown (measured mode): stopped
 
     @property
     def ok(self) -> bool:
@@ -199,12 +227,22 @@ class Sandbox:
         self._lock = threading.Lock()  # one command at a time
         self._io_lock = threading.Lock()  # reader thread vs run()
         self._control: socket.socket | None = None
+        self._replies: ControlReplies | None = None  # PID 1's answers (processes, kills)
+        self._net: _network.IsolatedNetwork | None = None  # network="isolated": its own
         # One persistent shell per user; "" is the sandbox's own user.
         self._sessions: dict[str, _Session] = {"": _Session(self.user, _shell.STATE_FILE)}
         self._command_id = 0
         self._closed = False
         self.record = record
         self.recorder: SessionRecorder | None = None
+        # What the engine does not report itself: OOM kills (the host's cgroup counter) and,
+        # without a disk quota, the writable layer's size (see _watch_limits).
+        self.disk_mode: DiskMode = "none"  # once started: quota | measured | none
+        self._oom: OomCounter | None = None
+        self._oom_seen = 0  # the OOM count last read inside the container (no host files)
+        self._disk: DiskGuard | None = None
+        self._disk_stops = 0  # times an outgrown disk limit stopped the processes
+        self._disk_stopping = False  # a stop was sent that the shells may not have seen yet
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -234,11 +272,13 @@ class Sandbox:
         _lifecycle.register(self)
         parent, t0 = current_context(), time.time_ns()
         try:
+            if self.network == _network.ISOLATED:
+                self._net = _network.create_isolated(self.labels)
             self._create_container()
             self._start_shell(self._sessions[""], restore=False)
             if self.record is not None and self.container_id is not None:
                 self.recorder = SessionRecorder(
-                    self.record, self._api, self.container_id, self.image, self.network, parent
+                    self.record, self._api, self.container_id, self.image, self.network_name, parent
                 )
                 self.recorder.span(
                     Span.SANDBOX_START,
@@ -246,16 +286,20 @@ class Sandbox:
                         Attr.CONTAINER_ID: self.container_id,
                         Attr.IMAGE_NAME: self.image,
                         Attr.IMAGE_ID: self.recorder.image_id,
-                        Attr.NETWORK: self.network,
+                        Attr.NETWORK: self.network_name,
+                        Attr.NETWORK_HOST_ISOLATED: self.host_isolated,
                         Attr.LIMITS_MEMORY: self.limits.memory,
                         Attr.LIMITS_CPUS: self.limits.cpus,
                         Attr.LIMITS_PIDS: self.limits.pids,
+                        Attr.LIMITS_DISK_MODE: self.disk_mode,
+                        **({Attr.LIMITS_DISK: self.limits.disk} if self.limits.disk else {}),
                         Attr.FAST_PATH_FILES: self.recorder.fast_diff,
                         Attr.FAST_PATH_RESOURCES: self.recorder.fast_resources,
                     },
                     t0,
                     context=parent,
                 )
+            self._watch_limits()
         except BaseException:
             # The error that stopped the start is the one to report, not a failed cleanup.
             with suppress(Exception):
@@ -267,7 +311,7 @@ class Sandbox:
         lim = self.limits
         host_config: dict[str, Any] = dict(
             auto_remove=True,
-            network_mode=self.network,
+            network_mode=self.network_name,
             mem_limit=lim.memory,
             memswap_limit=lim.memory,
             nano_cpus=int(lim.cpus * 1e9),
@@ -277,7 +321,11 @@ class Sandbox:
             security_opt=["no-new-privileges"],
             log_config=LogConfig(type="none"),
         )
-        if lim.disk is not None:
+        quota = lim.disk is not None and (
+            lim.disk_mode == "quota"
+            or (lim.disk_mode == "auto" and os.environ.get("DOCKER_HOST", "") not in _NO_QUOTA)
+        )
+        if quota:
             host_config["storage_opt"] = {"size": str(lim.disk)}
         try:
             cid = self._api.create_container(
@@ -298,15 +346,23 @@ class Sandbox:
             ) from exc
         except docker.errors.APIError as exc:
             msg = str(exc.explanation or exc)
-            if lim.disk is not None and "storage-opt" in msg.lower():
-                raise LimitNotSupported(
-                    f"the disk limit cannot be enforced here ({msg}). It needs overlay2 on "
-                    "xfs mounted with pquota; run `harness doctor`, or drop the disk limit."
-                ) from exc
+            if quota and "storage-opt" in msg.lower():
+                if lim.disk_mode == "quota":
+                    raise LimitNotSupported(
+                        f"the disk quota cannot be enforced here ({msg}). It needs overlay2 "
+                        "on xfs mounted with pquota; run `harness doctor`, or use "
+                        "Limits(disk_mode='measured') to have the writable layer measured."
+                    ) from exc
+                # No quotas on this engine: measure the writable layer instead.
+                _NO_QUOTA.add(os.environ.get("DOCKER_HOST", ""))
+                return self._create_container()
             raise EngineError(f"could not create a container from {self.image!r}: {msg}") from exc
         self.container_id = cid
-        sock = self._api.attach_socket(cid, params={"stdin": 1, "stream": 1})
+        self.disk_mode = "none" if lim.disk is None else "quota" if quota else "measured"
+        # stdin carries commands to PID 1, stdout its replies (see ``_processes``).
+        sock = self._api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stream": 1})
         self._control = _raw_socket(sock)
+        self._replies = ControlReplies(self._control)
         try:
             self._api.start(cid)
         except docker.errors.APIError as exc:
@@ -329,14 +385,19 @@ class Sandbox:
             return
         self._closed = True
         _lifecycle.unregister(self)
+        if self._disk is not None:
+            self._disk.close()
         if self.recorder is not None:
             t0 = time.time_ns()
             try:
                 self.recorder.close()
             finally:
-                self.recorder.span(
-                    Span.SANDBOX_STOP, {Attr.CONTAINER_ID: self.container_id or ""}, t0
-                )
+                stop: dict[str, Any] = {Attr.CONTAINER_ID: self.container_id or ""}
+                if self.disk_mode == "measured":
+                    stop[Attr.DISK_EXCEEDED] = self.disk_exceeded
+                self.recorder.span(Span.SANDBOX_STOP, stop, t0)
+        if self._oom is not None:
+            self._oom.close()
         for sess in self._sessions.values():
             if sess.channel is not None:
                 sess.channel.close()
@@ -353,10 +414,31 @@ class Sandbox:
             except docker.errors.APIError as exc:
                 if exc.status_code not in (404, 409):  # 409: already being removed
                     raise
+        if self._net is not None:
+            if self.container_id is not None:
+                # The network can go once its endpoint has: wait out a removal in progress.
+                with suppress(docker.errors.NotFound):
+                    self._api.wait(self.container_id, timeout=30, condition="removed")
+            _network.remove_isolated(self._net)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def network_name(self) -> str:
+        """The network the container is on: its own one for ``network="isolated"``
+        (``harness-sb-...``), else the mode or network name given."""
+        return self._net.name if self._net is not None else self.network
+
+    @property
+    def host_isolated(self) -> bool:
+        """Whether services on the host are out of the sandbox's reach: always with no
+        network, for ``"isolated"`` where the host's firewall could be set (see
+        ``harness doctor``), never on ``"bridge"`` or a named network."""
+        if self._net is not None:
+            return self._net.host_isolated
+        return self.network == "none"
 
     # -- commands ------------------------------------------------------------------------
 
@@ -391,6 +473,7 @@ class Sandbox:
         with self._lock:
             if self._closed or self.container_id is None:
                 raise SandboxError("sandbox is not running (use `with Sandbox() as sb:`)")
+            self._settle_disk_stop()
             sess = self._sessions.get(key)
             if sess is None:
                 state = f"{_shell.STATE_FILE}-{len(self._sessions)}"
@@ -406,6 +489,7 @@ class Sandbox:
         with self._lock:
             if self._closed or self.container_id is None:
                 raise SandboxError("sandbox is not running")
+            self._settle_disk_stop()
             sess = self._sessions[""]
             if sess.channel is None or sess.channel.eof:
                 self._start_shell(sess, restore=sess.channel is not None)
@@ -438,6 +522,7 @@ class Sandbox:
         probe = None
         if self.recorder is not None and record:
             probe = self.recorder.before(cmd, sess.cwd, command_id, sess.user)
+        oom0, stops0 = self._oom.count() if self._oom else None, self._disk_stops
         t0 = time.perf_counter()
         inflight = shell.submit(nonce, line)
         timed_out = False
@@ -464,6 +549,7 @@ class Sandbox:
         if inflight.eof:
             exit_code = 124 if timed_out else shell.exit_code()
             restarted = True
+            self._settle_disk_stop()
             try:
                 self._start_shell(sess, restore=True)
             except SandboxError as exc:
@@ -473,6 +559,8 @@ class Sandbox:
                 ) from exc
         if inflight.cwd:
             sess.cwd = inflight.cwd
+        oom = self._oom_during(sess, inflight, oom0)
+        disk = self._disk_during(stops0)
         out, err = inflight.out, inflight.err
         result = CommandResult(
             exit_code=exit_code if exit_code is not None else -1,
@@ -483,30 +571,183 @@ class Sandbox:
             stdout_bytes=out.total,
             stderr_bytes=err.total,
             truncated=out.truncated or err.truncated,
-            oom_killed=inflight.oom,
+            oom_killed=oom,
             session_restarted=restarted,
             cwd=sess.cwd,
+            disk_exceeded=disk,
         )
         if probe is not None and self.recorder is not None:
             self.recorder.after(probe, result, out, err)
         return result
 
-    @engine_errors("killing a sandbox's processes")
-    def kill_processes(self) -> None:
-        """Kill every process in the sandbox (background jobs, daemons, a runaway fork bomb)
-        and give the session a fresh shell with its directory and variables restored."""
+    # -- memory and disk limits ------------------------------------------------------------
+
+    @property
+    def disk_exceeded(self) -> bool:
+        """True once the writable layer outgrew ``Limits.disk`` in measured mode (the
+        sandbox's processes were stopped then). With a quota, writes fail with ENOSPC
+        instead and this stays False."""
+        return self._disk is not None and self._disk.exceeded
+
+    def _watch_limits(self) -> None:
+        """Watch what the engine does not: OOM kills, counted in the container's memory
+        cgroup on the host (an OOM-killed session shell cannot report its own death), and in
+        measured mode the writable layer's size (the overlay upper dir on the host, else the
+        engine's SizeRw)."""
+        assert self.container_id is not None
+        local = is_local_engine() and not os.environ.get("HARNESS_NO_FAST_PATHS")
+        info: dict[str, Any] = self._api.inspect_container(self.container_id) if local else {}
+        if local:
+            self._oom = host_oom_counter(int((info.get("State") or {}).get("Pid") or 0))
+        if self.disk_mode != "measured" or self.limits.disk is None:
+            return
+        layer: LayerSize | None = None
+        driver = info.get("GraphDriver") or {}
+        upper = (driver.get("Data") or {}).get("UpperDir")
+        if local and driver.get("Name") == "overlay2" and upper and os.access(upper, os.R_OK):
+            with suppress(OSError):
+                layer = UpperDirSize(upper)
+        if layer is None:
+            layer = ApiLayerSize(self._api, self.container_id)
+        self._disk = DiskGuard(
+            layer, self.limits.disk, self._stop_for_disk, interval=0.5 if layer.cheap else 2.0
+        )
+        if self.recorder is not None:
+            self.recorder.disk = self._disk
+
+    def _stop_for_disk(self, size: int) -> None:
+        """The writable layer outgrew the disk limit: stop every process but PID 1, as a
+        timeout stops a command (the session shell restarts with its state on next use)."""
+        self._disk_stops += 1
+        self._disk_stopping = True
+        self._control_send(
+            "for __h_i in {1..200}; do builtin kill -9 -1 2>/dev/null || break; done"
+        )
+
+    def _settle_disk_stop(self) -> None:
+        """With the command lock held: once a disk stop was sent, wait until PID 1 has
+        killed the session shells, so that no command goes to a shell about to die and no
+        shell started next is caught by that stop."""
+        if not self._disk_stopping:
+            return
+        self._disk_stopping = False
+        for sess in self._sessions.values():
+            if sess.channel is not None and not sess.channel.wait_eof(15.0):
+                raise SessionLost("a shell survived kill -9; the container is stuck")
+
+    def _disk_during(self, stops0: int) -> bool:
+        """Whether the disk limit stopped this command: a measure now where that is cheap
+        (what the command wrote in its last moments), else the periodic one's verdict."""
+        guard = self._disk
+        if guard is not None and guard.layer.cheap:
+            with suppress(Exception):
+                guard.check()
+        self._settle_disk_stop()
+        return self._disk_stops != stops0
+
+    _OOM_READ = (
+        b"__h_f=/sys/fs/cgroup/memory/memory.oom_control; [[ -r $__h_f ]] ||"
+        b" __h_f=/sys/fs/cgroup/memory.events; while builtin read -r __h_k __h_v; do"
+        b' [[ $__h_k == oom_kill ]] && { builtin printf %s "$__h_v"; break; }; done'
+        b' < "$__h_f"; builtin unset __h_f __h_k __h_v'
+    )
+
+    def _oom_during(self, sess: _Session, inflight: _Inflight, oom0: int | None) -> bool:
+        """Whether the kernel OOM-killed anything in the container during the command."""
+        if self._oom is not None:
+            oom1 = self._oom.count()
+            return inflight.oom or (oom0 is not None and oom1 is not None and oom1 > oom0)
+        if not (inflight.eof or inflight.oom):
+            return False  # the shell lived to look, and saw no kill
+        # No host files: the (restarted) shell reads the container's own counter.
+        r = self._run_locked(sess, self._OOM_READ, 10.0, None, self._command_id, record=False)
+        try:
+            count = int(r.stdout)
+        except ValueError:
+            return inflight.oom
+        seen, self._oom_seen = self._oom_seen, count
+        return inflight.oom or count > seen
+
+    @engine_errors("listing a sandbox's processes")
+    def processes(self) -> ProcessSnapshot:
+        """The processes alive in the sandbox now, each named by its pid and start time.
+
+        PID 1 and harness's own session shells are left out: they are the sandbox, not what
+        runs in it. PID 1 lists them with bash builtins, so this works even while a fork bomb
+        holds every pid slot. Take one after setup, when the image's services run, and pass
+        it to :meth:`kill_processes` to stop everything started after it.
+        """
         with self._lock:
-            if self._closed or self.container_id is None:
-                raise SandboxError("sandbox is not running")
-            # From PID 1, kill -1 reaches everything but itself; repeat until nothing is left,
-            # since a fork bomb forks while the signals go out.
-            self._control_send(
-                "for __h_i in {1..200}; do builtin kill -9 -1 2>/dev/null || break; done"
+            procs, _ = self._control_request("__h_ps", "listing the sandbox's processes")
+            shells = self._shell_pids()
+            return ProcessSnapshot(tuple(p for p in procs if p.pid not in shells))
+
+    @engine_errors("killing a sandbox's processes")
+    def kill_processes(self, keep: ProcessSnapshot | None = None) -> ProcessSnapshot:
+        """Kill every process in the sandbox except those in ``keep`` (all of them when it is
+        None): background jobs, ``setsid`` daemons, a fork bomb at the pids limit. Then the
+        session shells start afresh with their directories and variables restored.
+
+        A process is kept only if its pid *and* start time match, so a process that took
+        over a kept pid is killed. Children a kept process started after the snapshot are
+        not kept. PID 1 does the work with bash builtins: it stops every target first
+        (SIGSTOP; a stopped process cannot fork) until no new one appears, then kills them.
+
+        Returns the processes killed (harness's own shells left out). Raises
+        :class:`SandboxError` if some could not be killed within 30 s.
+        """
+        if keep is not None and not isinstance(keep, ProcessSnapshot):
+            raise TypeError(
+                "keep must be a ProcessSnapshot from Sandbox.processes(), "
+                f"not {type(keep).__name__}"
+            )
+        with self._lock:
+            shells = self._shell_pids()
+            procs, tail = self._control_request(
+                "__h_killall",
+                "killing the sandbox's processes",
+                *keep_args(keep or (), shells),
+                timeout=90.0,
             )
             for sess in self._sessions.values():
                 if sess.channel is not None and not sess.channel.wait_eof(15.0):
                     raise SessionLost("a shell survived kill -9; the container is stuck")
             self._start_shell(self._sessions[""], restore=True)
+            left = int(tail[0]) if tail else 0
+            if left:
+                raise SandboxError(
+                    f"{left} processes in container {(self.container_id or '')[:12]} could "
+                    "not be killed within 30 s: PID 1 (the image's USER) may not signal "
+                    "them, or they are stuck in the kernel. Use an image whose default user "
+                    "is root (run the agent as another user with `[agent] user`), or close "
+                    "this sandbox."
+                )
+            return ProcessSnapshot(tuple(p for p in procs if p.pid not in shells))
+
+    def _shell_pids(self) -> set[int]:
+        """The pids of harness's live session shells."""
+        return {
+            s.channel.shell_pid
+            for s in self._sessions.values()
+            if s.channel is not None and not s.channel.eof and s.channel.shell_pid is not None
+        }
+
+    def _control_request(
+        self, func: str, what: str, *args: str, timeout: float = 60.0
+    ) -> tuple[list[ProcessInfo], list[str]]:
+        """Call one of PID 1's functions (``_shell.CONTROL_INIT``) and wait for its reply."""
+        if self._closed or self.container_id is None or self._replies is None:
+            raise SandboxError("sandbox is not running (use `with Sandbox() as sb:`)")
+        nonce = secrets.token_hex(8)
+        self._control_send(" ".join((func, nonce, *args)))
+        try:
+            return self._replies.reply(nonce, timeout, what)
+        except TimeoutError:
+            raise SessionLost(
+                f"PID 1 of container {self.container_id[:12]} did not answer within "
+                f"{timeout:.0f} s while {what}; the container is unresponsive. Close this "
+                "sandbox and start a new one."
+            ) from None
 
     def _control_send(self, line: str) -> None:
         if self._control is None:
@@ -570,12 +811,40 @@ class Sandbox:
         )
         if not ready.done.wait(30.0) or ready.eof:
             channel.close()
+            self._check_user(sess.user or self.user)
             raise SessionLost(
                 f"the shell in container {self.container_id[:12]} did not start "
                 "(does the image have bash?)"
             )
         channel.shell_pid = ready.shell_pid
         sess.channel, sess.cwd = channel, ready.cwd
+
+    def _check_user(self, user: str | None) -> None:
+        """Raise :class:`UnknownUser` if the image has no such user (or group): the engine
+        then fails to start a shell without saying why."""
+        if not user:
+            return
+        name, _, group = user.partition(":")
+        for kind, value, table, add in (
+            ("user", name, "/etc/passwd", f"useradd -m {name}"),
+            ("group", group, "/etc/group", f"groupadd {group}"),
+        ):
+            if not value or value.isdigit():
+                continue  # a bare uid or gid needs no entry
+            try:
+                entries = self.read_file(table).decode("utf-8", errors="replace")
+            except (FileNotFoundError, IsADirectoryError):
+                entries = ""
+            if any(line.split(":", 1)[0] == value for line in entries.splitlines()):
+                continue
+            raise UnknownUser(
+                f"{kind} {value!r} does not exist in image {self.image!r} (no entry in its "
+                f"{table}), so no shell can start as {user!r}. Create it in the image's "
+                f"Dockerfile (e.g. `RUN {add}`), or run as a user the image has (a task's "
+                "`[agent] user` in task.toml, or the `user=` given to the sandbox).",
+                user=user,
+                image=self.image,
+            )
 
     # -- files ---------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 STATE_FILE = "/dev/shm/.harness-session-state"
 
 CONTROL_INIT = r"""
-exec >/dev/null 2>&1
+# Replies to the harness (__h_ps, __h_killall) go to fd 97, the container's own stdout, which
+# the harness reads through its attach connection; everything else is discarded.
+exec 97>&1 >/dev/null 2>&1
 # __h_kill SHELL_PID LAST_PID COMMAND_ID
 # Kill the session shell first, so it cannot start the rest of the command line, then every process created since the command began (pid > LAST_PID) whose oldest new
 # ancestor was forked by the session shell, or that was orphaned (reparented to PID 1), or
@@ -49,6 +51,81 @@ __h_kill() {
     done
     (( found )) || break
   done
+}
+# __h_rec PID: one process as a record: "PID START PPID STATE ARGC\0NAME\0", then its ARGC
+# arguments, each NUL-terminated. START is field 22 of /proc/PID/stat (clock ticks after boot):
+# with the pid it names one process, never a later one that reuses the pid.
+__h_rec() {
+  local line rest name a
+  local -a args=()
+  builtin read -r -d '' line 2>/dev/null < "/proc/$1/stat"
+  [[ $line == *") "* ]] || return 1
+  rest=${line##*) }
+  name=${line#*(}
+  name=${name%) *}
+  while IFS= builtin read -r -d '' a || [[ -n $a ]]; do args+=("$a"); done 2>/dev/null < "/proc/$1/cmdline"
+  builtin set -- "$1" $rest
+  [[ ${21} =~ ^[0-9]+$ && $3 =~ ^[0-9]+$ ]] || return 1
+  builtin printf '%s %s %s %s %s\0%s\0' "$1" "${21}" "$3" "$2" "${#args[@]}" "$name" >&97
+  (( ${#args[@]} == 0 )) || builtin printf '%s\0' "${args[@]}" >&97
+}
+# __h_ps NONCE: "BEGIN NONCE\0", a record of every process but PID 1, "END NONCE\0".
+__h_ps() {
+  local p
+  builtin printf 'BEGIN %s\0' "$1" >&97
+  for p in /proc/[0-9]*; do
+    [[ ${p#/proc/} == 1 ]] || __h_rec "${p#/proc/}"
+  done
+  builtin printf 'END %s\0' "$1" >&97
+}
+# __h_killall NONCE [PID:START ...]: kill every process but PID 1 and those listed, a fork
+# bomb at the pids limit and setsid daemons included, with builtins only (no pid slot needed).
+# First every process is stopped: SIGSTOP cannot be caught and a stopped process cannot fork,
+# so the set to kill stops growing; passes repeat until one finds nothing new. Then each is
+# killed, again until nothing is left (one may have been continued before it was stopped).
+# Replies "BEGIN NONCE\0", a record of each process killed, "END NONCE LEFT\0"; LEFT counts
+# the processes that could not be killed (signals refused: PID 1 is not root).
+__h_killall() {
+  local nonce=$1 p pid line id found left hit t0=$SECONDS
+  local -A keep=() seen=() told=()
+  builtin shift
+  for p in "$@"; do keep[$p]=1; done
+  builtin printf 'BEGIN %s\0' "$nonce" >&97
+  while :; do
+    found=0
+    for p in /proc/[0-9]*; do
+      pid=${p#/proc/}
+      (( pid != 1 )) || continue
+      line=
+      builtin read -r -d '' line 2>/dev/null < "$p/stat"
+      [[ -n $line ]] || continue
+      builtin set -- ${line##*) }
+      id=$pid:${20}
+      [[ -z ${keep[$id]} && -z ${seen[$id]} && $1 != [ZX] ]] || continue
+      seen[$id]=1
+      found=1
+      builtin kill -STOP "$pid" 2>/dev/null
+    done
+    (( found && SECONDS - t0 < 30 )) || break
+  done
+  while :; do
+    left=0 hit=0
+    for p in /proc/[0-9]*; do
+      pid=${p#/proc/}
+      (( pid != 1 )) || continue
+      line=
+      builtin read -r -d '' line 2>/dev/null < "$p/stat"
+      [[ -n $line ]] || continue
+      builtin set -- ${line##*) }
+      id=$pid:${20}
+      [[ -z ${keep[$id]} && $1 != [ZX] ]] || continue
+      [[ -n ${told[$id]} ]] || { told[$id]=1; __h_rec "$pid"; }
+      if builtin kill -9 "$pid" 2>/dev/null; then hit=1; elif [[ ! -e $p ]]; then continue; fi
+      left=$((left + 1))
+    done
+    (( left && hit && SECONDS - t0 < 30 )) || break
+  done
+  builtin printf 'END %s %s\0' "$nonce" "$left" >&97
 }
 """
 

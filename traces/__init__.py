@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._model import Trial as Trial
     from ._processor import BackpressureSpanProcessor as BackpressureSpanProcessor
     from ._recorder import Recorder as Recorder
+    from ._schema import BLOB_TEXT_CAP as BLOB_TEXT_CAP
     from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
     from ._schema import VIEW_DOCS as VIEW_DOCS
     from ._store import DEFAULT_DB as DEFAULT_DB
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 # Public name -> the private module that defines it, imported on first use.
 _EXPORTS = {
     "BLOB_PREFIX": "vocab",
+    "BLOB_TEXT_CAP": "_schema",
     "DEFAULT_DB": "_store",
     "SCHEMA_VERSION": "_schema",
     "VIEW_DOCS": "_schema",
@@ -69,6 +71,7 @@ _EXPORTS = {
 
 __all__ = [
     "BLOB_PREFIX",
+    "BLOB_TEXT_CAP",
     "DEFAULT_DB",
     "SCHEMA_VERSION",
     "VIEW_DOCS",

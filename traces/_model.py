@@ -60,7 +60,10 @@ class Trial:
 
     ``error`` is the root span's ``harness.error`` (why a trial that did not get scored
     ended), None if it has none. ``passed`` is False when the trial recorded neither a
-    pass flag nor an outcome.
+    pass flag nor an outcome. ``peak_memory_bytes`` is the highest memory the trial's
+    container or commands reached (resource samples' usage and peak, commands' peak);
+    ``cpu_s`` the container's CPU seconds at its last resource sample, or the sum over its
+    commands when it has no samples; each None when nothing was measured.
     """
 
     run_id: str
@@ -80,6 +83,9 @@ class Trial:
     duration_s: float
     image: str | None
     error: str | None
+    peak_memory_bytes: int | None
+    cpu_s: float | None
+    superseded: bool = False  # interrupted, or run again by a resume: counts in no summary
 
 
 @dataclass(frozen=True)
@@ -171,15 +177,15 @@ JOIN (
 ) n ON n.run_id = r.run_id
 """
 
-_TRIAL_SQL = f"""
+_TRIAL_SQL = """
 SELECT t.run_id, t.trial_id, t.trace_id, t.task, t.trial_index, t.agent, t.model, t.outcome,
        coalesce(t.passed, false) AS passed, t.reward, t.steps,
        CAST(t.input_tokens AS BIGINT) AS input_tokens,
        CAST(t.output_tokens AS BIGINT) AS output_tokens,
-       t.started_at, t.duration_s, t.image, {a(Attr.ERROR, src="root")} AS error
+       t.started_at, t.duration_s, t.image, t.error,
+       CAST(t.peak_memory_bytes AS BIGINT) AS peak_memory_bytes, CAST(t.cpu_s AS DOUBLE) AS cpu_s,
+       t.superseded
 FROM trials t
-LEFT JOIN spans root ON root.trace_id = t.trace_id AND root.parent_span_id IS NULL
-    AND root.run_id = t.run_id AND root.name LIKE '{Span.TRIAL}%'
 """
 _TRIAL_ORDER = "ORDER BY t.started_at, t.run_id, t.task, t.trial_index, t.trial_id"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -62,6 +63,16 @@ class Recorder:
             :func:`otlp_endpoint_from_env`.
         service_name: the ``service.name`` resource attribute.
         resource_attributes: more resource attributes.
+        schedule_delay: seconds between exports while no trial has ended.
+        busy_wait_s: how long a batch waits for a store another process holds (a long
+            read) before it goes to the spool next to the store instead; nothing is dropped
+            and the recorded code never waits much longer than this.
+        drain_wait_s: how long :meth:`shutdown` waits for the spool to be appended to the
+            store; what is left stays on disk and the store's next writer appends it.
+
+    A Recorder starts even while another process holds the store. After the run,
+    ``late_spans`` says how many spans went through the spool and ``pending_spans`` how
+    many still wait there (in ``spool_path``), for the run summary.
     """
 
     def __init__(
@@ -72,9 +83,13 @@ class Recorder:
         service_name: str = "harness",
         resource_attributes: dict[str, Any] | None = None,
         schedule_delay: float = 1.0,
+        busy_wait_s: float = 1.0,
+        drain_wait_s: float = 10.0,
     ) -> None:
         self.store = store if isinstance(store, TraceStore) else TraceStore(store)
-        self.exporter = DuckDBSpanExporter(self.store)
+        self.exporter = DuckDBSpanExporter(
+            self.store, busy_wait_s=busy_wait_s, drain_wait_s=drain_wait_s
+        )
         exporters: list[SpanExporter] = [self.exporter]
         url = _traces_url(otlp_endpoint) if otlp_endpoint else otlp_endpoint_from_env()
         if url:
@@ -136,14 +151,35 @@ class Recorder:
             instrumentation_scope=span.instrumentation_scope,
         )
 
+    @property
+    def late_spans(self) -> int:
+        """Spans that reached the store through the spool (or still wait there) because
+        another process held the file when they were written."""
+        return self.exporter.late_spans
+
+    @property
+    def pending_spans(self) -> int:
+        """Spans of this recorder still in the spool (``spool_path``), not yet in the store;
+        after :meth:`shutdown`, what the store's next writer will append."""
+        return self.exporter.pending_spans
+
+    @property
+    def spool_path(self) -> Path:
+        """The folder next to the store where batches wait while the store is held."""
+        return self.store.spool_dir
+
     def flush(self, timeout_s: float = 60.0) -> bool:
-        """Commit everything recorded so far."""
+        """Commit everything recorded so far (to the store, or durably to its spool)."""
         return self.provider.force_flush(int(timeout_s * 1000))
 
-    def shutdown(self) -> None:
+    def shutdown(self, drain_wait_s: float | None = None) -> None:
+        """Write everything queued, wait up to ``drain_wait_s`` (default: the constructor's)
+        for the spool to reach the store, and stop. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        if drain_wait_s is not None:
+            self.exporter.drain_wait_s = drain_wait_s
         self.provider.shutdown()
 
     def __enter__(self) -> Recorder:

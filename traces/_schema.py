@@ -8,9 +8,16 @@ way a user thinks of them (trials, commands, file changes) and are documented in
 
 from __future__ import annotations
 
-from .vocab import Attr, Outcome, Span
+from .vocab import BLOB_PREFIX, Attr, Outcome, Span
 
-SCHEMA_VERSION = 1
+# 2: blobs carry their span-side ref and their text; trials, commands and file_changes show
+#    errors, output and diffs as text; the spool log makes spooled batches apply exactly once.
+SCHEMA_VERSION = 2
+
+# Blobs of at most this many bytes that are valid UTF-8 (and hold no NUL byte) also keep their
+# decoded text in `blobs.text`, so plain SQL can read output, diffs and errors. Larger or binary
+# blobs have NULL there; their bytes are in `data` as always (TraceStore.blob reads them).
+BLOB_TEXT_CAP = 1 << 20
 
 # Attribute key -> (column, SQL type). Promoted at ingest time; also kept in `attributes`.
 PROMOTED: dict[str, tuple[str, str]] = {
@@ -67,6 +74,17 @@ BLOB_COLUMNS: list[tuple[str, str]] = [
     ("size", "BIGINT"),
     ("encoding", "VARCHAR"),
     ("data", "BLOB"),
+    ("ref", "VARCHAR"),  # what spans carry: BLOB_PREFIX + sha256
+    ("text", "VARCHAR"),  # the decoded text, for UTF-8 blobs up to BLOB_TEXT_CAP; else NULL
+]
+
+# Spooled batches (see traces._spool) already applied: a batch whose name is here is never
+# applied again, even if the writer died before removing its files.
+SPOOL_LOG = "harness_spool_applied"
+SPOOL_LOG_COLUMNS: list[tuple[str, str]] = [
+    ("batch", "VARCHAR NOT NULL"),
+    ("spans", "BIGINT"),
+    ("applied_at", "TIMESTAMP"),
 ]
 
 TABLES = {
@@ -77,7 +95,7 @@ TABLES = {
 }
 
 
-def _table_ddl(name: str, columns: list[tuple[str, str]]) -> str:
+def table_ddl(name: str, columns: list[tuple[str, str]]) -> str:
     cols = ",\n  ".join(f"{c} {t}" for c, t in columns)
     return f"CREATE TABLE IF NOT EXISTS {name} (\n  {cols}\n)"
 
@@ -87,6 +105,23 @@ def a(key: str, cast: str | None = None, src: str = "s") -> str:
     expr = f"json_extract_string({src}.attributes, '$.\"{key}\"')"
     return f"TRY_CAST({expr} AS {cast})" if cast else expr
 
+
+def _attrs(keys: tuple[str, ...]) -> str:
+    """SQL for several attributes of an unaliased span at once, as a list of strings: the
+    JSON is parsed once per span instead of once per key."""
+    paths = ", ".join(f"'$.\"{k}\"'" for k in keys)
+    return f"json_extract_string(attributes, [{paths}])"
+
+
+# A trial's resource totals, from its resource samples and its commands (in this order:
+# _attrs(...)[1..5] in the trials view).
+_RESOURCE_KEYS = (
+    Attr.CONTAINER_MEMORY_PEAK,
+    Attr.CONTAINER_MEMORY,
+    Attr.MEMORY_PEAK,
+    Attr.CONTAINER_CPU_TIME,
+    Attr.CPU_TIME,
+)
 
 _TIME = "make_timestamp({0}.start_ns // 1000)"
 
@@ -110,6 +145,13 @@ _REWARD_KEY_AT = len(Attr.REWARD) + 2
 
 VIEWS: dict[str, str] = {
     "trials": f"""
+SELECT *,
+       -- Counts in no summary: interrupted (no outcome), or run again later (a resume).
+       outcome IS NULL OR row_number() OVER (
+           PARTITION BY run_id, task, trial_index
+           ORDER BY outcome IS NOT NULL DESC, started_at DESC, trial_id
+       ) > 1 AS superseded
+FROM (
 SELECT r.run_id, coalesce(r.trial_id, r.trace_id) AS trial_id, r.trace_id,
        r.task_id AS task, {a(Attr.TRIAL_INDEX, "INTEGER", "r")} AS trial_index,
        {a(Attr.GEN_AI_AGENT_NAME, src="r")} AS agent, r.model,
@@ -121,23 +163,42 @@ SELECT r.run_id, coalesce(r.trial_id, r.trace_id) AS trial_id, r.trace_id,
        coalesce(u.input_tokens, r.input_tokens) AS input_tokens,
        coalesce(u.output_tokens, r.output_tokens) AS output_tokens,
        {_TIME.format("r")} AS started_at, r.duration_ns / 1e9 AS duration_s,
-       {a(Attr.IMAGE_NAME, src="r")} AS image, r.status_code
+       {a(Attr.IMAGE_NAME, src="r")} AS image, r.status_code,
+       {a(Attr.ERROR, src="r")} AS error,
+       m.peak_memory_bytes, coalesce(m.sampled_cpu_s, m.command_cpu_s) AS cpu_s
 FROM spans r
 LEFT JOIN (
     SELECT trace_id, count(*) FILTER (WHERE s.name LIKE '{Span.CHAT}%') AS llm_calls,
            sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens
     FROM spans s WHERE s.parent_span_id IS NOT NULL GROUP BY trace_id
 ) u ON u.trace_id = r.trace_id
-WHERE r.parent_span_id IS NULL AND r.run_id IS NOT NULL AND r.name LIKE '{Span.TRIAL}%'""",
+LEFT JOIN (
+    SELECT trace_id,
+           max(greatest(TRY_CAST(v[1] AS BIGINT), TRY_CAST(v[2] AS BIGINT),
+                        TRY_CAST(v[3] AS BIGINT))) AS peak_memory_bytes,
+           arg_max(TRY_CAST(v[4] AS DOUBLE), start_ns)
+               FILTER (WHERE name = '{Span.RESOURCES}' AND TRY_CAST(v[4] AS DOUBLE) IS NOT NULL)
+               AS sampled_cpu_s,
+           sum(TRY_CAST(v[5] AS DOUBLE)) FILTER (WHERE name = '{Span.EXEC}') AS command_cpu_s
+    FROM (
+        SELECT trace_id, name, start_ns, {_attrs(_RESOURCE_KEYS)} AS v
+        FROM spans WHERE name IN ('{Span.RESOURCES}', '{Span.EXEC}')
+    ) GROUP BY trace_id
+) m ON m.trace_id = r.trace_id
+WHERE r.parent_span_id IS NULL AND r.run_id IS NOT NULL AND r.name LIKE '{Span.TRIAL}%'
+)""",
     "runs": f"""
 SELECT run_id, min(started_at) AS started_at,
        max(started_at + to_microseconds(CAST(duration_s * 1e6 AS BIGINT))) AS ended_at,
-       count(*) AS trials, count(*) FILTER (WHERE passed) AS passed,
-       avg(CASE WHEN passed THEN 1.0 ELSE 0.0 END) AS pass_rate, avg(reward) AS mean_reward,
-       count(*) FILTER (WHERE outcome NOT IN ({_SCORED})) AS errors,
+       count(*) FILTER (WHERE NOT superseded) AS trials,
+       count(*) FILTER (WHERE passed AND NOT superseded) AS passed,
+       avg(CASE WHEN passed THEN 1.0 ELSE 0.0 END) FILTER (WHERE NOT superseded) AS pass_rate,
+       avg(reward) FILTER (WHERE NOT superseded) AS mean_reward,
+       count(*) FILTER (WHERE outcome NOT IN ({_SCORED}) AND NOT superseded) AS errors,
        string_agg(DISTINCT agent, ', ') AS agents, string_agg(DISTINCT model, ', ') AS models,
        count(DISTINCT task) AS tasks, sum(input_tokens) AS input_tokens,
-       sum(output_tokens) AS output_tokens
+       sum(output_tokens) AS output_tokens,
+       count(*) FILTER (WHERE superseded) AS superseded
 FROM trials GROUP BY run_id""",
     "commands": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id,
@@ -150,8 +211,12 @@ SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id,
        {a(Attr.STDERR_BLOB)} AS stderr_sha256, {a(Attr.STDERR_BYTES, "BIGINT")}
            AS stderr_bytes,
        {a(Attr.CPU_TIME, "DOUBLE")} AS cpu_s,
-       {a(Attr.MEMORY_PEAK, "BIGINT")} AS peak_memory_bytes, s.status_code
-FROM spans s {_ROOT_JOIN} WHERE s.name = '{Span.EXEC}'""",
+       {a(Attr.MEMORY_PEAK, "BIGINT")} AS peak_memory_bytes, s.status_code,
+       bo.text AS stdout, be.text AS stderr
+FROM spans s {_ROOT_JOIN}
+LEFT JOIN blobs bo ON bo.ref = {a(Attr.STDOUT_BLOB)}
+LEFT JOIN blobs be ON be.ref = {a(Attr.STDERR_BLOB)}
+WHERE s.name = '{Span.EXEC}'""",
     "file_changes": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id AS command_span_id,
        {a(Attr.FS_PATH)} AS path, {a(Attr.FS_OP)} AS op,
@@ -160,8 +225,10 @@ SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id AS command_span_id,
        {a(Attr.FS_AFTER_BLOB)} AS after_sha256, {a(Attr.FS_DIFF_BLOB)} AS diff_sha256,
        {a(Attr.FS_LINK_TARGET)} AS link_target, {a(Attr.FS_OLD_PATH)} AS old_path,
        coalesce({a(Attr.FS_CONTENT_OMITTED, "BOOLEAN")}, false) AS content_omitted,
-       {_TIME.format("s")} AS changed_at
-FROM spans s {_ROOT_JOIN} WHERE s.name = '{Span.FS_CHANGE}'""",
+       {_TIME.format("s")} AS changed_at, bd.text AS diff
+FROM spans s {_ROOT_JOIN}
+LEFT JOIN blobs bd ON bd.ref = {a(Attr.FS_DIFF_BLOB)}
+WHERE s.name = '{Span.FS_CHANGE}'""",
     "resource_samples": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, {_TIME.format("s")} AS sampled_at,
        {a(Attr.CONTAINER_CPU_TIME, "DOUBLE")} AS cpu_s,
@@ -204,9 +271,11 @@ WHERE s.name = '{Span.VERIFY}' AND (t.k = '{Attr.REWARD}' OR t.k LIKE '{Attr.REW
 
 VIEW_DOCS: dict[str, str] = {
     "runs": "one row per suite run: trials, passed, pass rate, mean reward, errors, tokens",
-    "trials": "one row per trial (a trace): task, agent, model, outcome, reward, tokens, time",
-    "commands": "one row per sandbox command: command line, exit code, output refs, cost",
-    "file_changes": "one row per path a command changed: op, type, hashes, diff ref",
+    "trials": "one row per trial (a trace): task, agent, model, outcome, reward, tokens, time, "
+    "superseded (interrupted or run again: counted nowhere), "
+    "error, peak memory, cpu",
+    "commands": "one row per sandbox command: command line, exit code, output refs and text, cost",
+    "file_changes": "one row per path a command changed: op, type, hashes, diff ref and text",
     "resource_samples": "periodic container samples: cpu, memory, pids, block and network IO",
     "llm_calls": "one row per model call: model, tokens, finish reason, request/response refs",
     "tool_calls": "one row per tool call: tool, call id, arguments",
@@ -217,11 +286,20 @@ VIEW_DOCS: dict[str, str] = {
 def ddl() -> list[str]:
     """Statements that create the current schema on an empty database (idempotent)."""
     stmts = ["CREATE TABLE IF NOT EXISTS harness_meta (key VARCHAR, value VARCHAR)"]
-    stmts += [_table_ddl(name, cols) for name, cols in TABLES.items()]
+    stmts += [table_ddl(name, cols) for name, cols in TABLES.items()]
+    stmts.append(table_ddl(SPOOL_LOG, SPOOL_LOG_COLUMNS))
     # trials before runs: runs is defined over trials.
     stmts += [f"CREATE OR REPLACE VIEW {name} AS {sql.strip()}" for name, sql in VIEWS.items()]
     return stmts
 
 
-# Migrations from version N to N+1, in order. Version 1 is the first schema.
-MIGRATIONS: dict[int, list[str]] = {}
+# Migrations from version N to N+1, in order; each runs before ddl() (which then creates
+# what is new and redefines the views). What SQL alone cannot do (decoding zlib blobs into
+# `blobs.text`) is done by the store after these statements (TraceStore._migrate).
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "ALTER TABLE blobs ADD COLUMN ref VARCHAR",
+        "ALTER TABLE blobs ADD COLUMN text VARCHAR",
+        f"UPDATE blobs SET ref = '{BLOB_PREFIX}' || sha256",
+    ],
+}

@@ -76,6 +76,13 @@ class Attr:
     STEPS: Final = "harness.steps"
     ERROR: Final = "harness.error"
     BUILD_LOG: Final = "harness.build_log.sha256"
+    BUILD_CACHED: Final = "harness.build.cached"  # the task image was already built
+    BUILD_SECONDS: Final = "harness.build.seconds"  # time this trial waited for its image
+    INTERRUPTED: Final = "harness.interrupted"  # stopped by the user or an engine outage
+    HINT: Final = "harness.hint"  # a likely cause shown beside the result, never instead
+    EFFECTIVE_NETWORK: Final = "harness.task.network"  # the network policy the trial ran with
+    REFUSED: Final = "harness.refused"  # event: an action refused (e.g. after the deadline)
+    REFUSED_REASON: Final = "harness.refused.reason"
 
     # -- GenAI (OpenTelemetry semantic conventions) ---------------------------------------
     GEN_AI_OPERATION: Final = _gen_ai.GEN_AI_OPERATION_NAME
@@ -95,15 +102,24 @@ class Attr:
     REQUEST_BLOB: Final = "harness.request.sha256"
     RESPONSE_BLOB: Final = "harness.response.sha256"
     TOOL_ERROR: Final = "harness.tool.error"
+    # Why an agent stopped, on its stage's `agent` span: done | max_steps | deadline | error.
+    AGENT_STOP_REASON: Final = "harness.agent.stop_reason"
+    RETRY_DELAY: Final = "harness.retry.delay_s"  # event "retry": seconds waited before it
+    RETRY_AFTER: Final = "harness.retry.after_s"  # event "retry": the server's Retry-After
 
     # -- containers (OpenTelemetry semantic conventions, plus ours) ----------------------
     CONTAINER_ID: Final = _container.CONTAINER_ID
     IMAGE_NAME: Final = _container.CONTAINER_IMAGE_NAME
     IMAGE_ID: Final = _container.CONTAINER_IMAGE_ID
     NETWORK: Final = "harness.network"
+    # whether the host's own services are out of the sandbox's reach (a firewall rule, or no
+    # network at all)
+    NETWORK_HOST_ISOLATED: Final = "harness.network.host_isolated"
     LIMITS_MEMORY: Final = "harness.limits.memory"
     LIMITS_CPUS: Final = "harness.limits.cpus"
     LIMITS_PIDS: Final = "harness.limits.pids"
+    LIMITS_DISK: Final = "harness.limits.disk"  # bytes of writable layer allowed
+    LIMITS_DISK_MODE: Final = "harness.limits.disk_mode"  # quota | measured | none
     FAST_PATH_FILES: Final = "harness.fast_path.file_changes"
     FAST_PATH_RESOURCES: Final = "harness.fast_path.resources"
 
@@ -117,6 +133,9 @@ class Attr:
     CWD_AFTER: Final = "harness.cwd.after"
     TIMED_OUT: Final = "harness.timed_out"
     OOM_KILLED: Final = "harness.oom_killed"
+    # The writable layer outgrew the disk limit (measured mode) and the sandbox's processes
+    # were stopped: an attribute of the command and of sandbox.stop, and the event's name.
+    DISK_EXCEEDED: Final = "harness.disk_exceeded"
     SESSION_RESTARTED: Final = "harness.session_restarted"
     MEMORY_PEAK: Final = "harness.memory.peak"
     STDOUT_BLOB: Final = "harness.stdout.sha256"
@@ -151,6 +170,7 @@ class Attr:
     CONTAINER_DISK_WRITE: Final = "container.disk.io.write"
     CONTAINER_NET_RX: Final = "container.network.io.receive"
     CONTAINER_NET_TX: Final = "container.network.io.transmit"
+    CONTAINER_DISK_USAGE: Final = "container.filesystem.usage"  # the writable layer, bytes
 
     # -- payloads moved to blobs by the recorder -----------------------------------------
     BLOB_SUFFIX: Final = ".sha256"  # "<key>.sha256": the blob ref of an oversized value
@@ -185,6 +205,7 @@ class Outcome:
     VERIFIER_TIMEOUT: Final = "verifier_timeout"
     VERIFIER_ERROR: Final = "verifier_error"
     BUILD_ERROR: Final = "build_error"
+    STORAGE_EXCEEDED: Final = "storage_exceeded"  # the agent wrote past the task's disk limit
     INFRA_ERROR: Final = "infra_error"
 
     SCORED: Final = (PASSED, FAILED)
@@ -201,6 +222,7 @@ OUTCOMES: Final = (
     Outcome.VERIFIER_TIMEOUT,
     Outcome.VERIFIER_ERROR,
     Outcome.BUILD_ERROR,
+    Outcome.STORAGE_EXCEEDED,
     Outcome.INFRA_ERROR,
 )
 

@@ -2,7 +2,7 @@
 ``nop``, ``scripted``, ``openai``) and a registry that also finds plug-ins (entry points in
 ``harness.agents``, or ``module:Class``)."""
 
-from ._agent import Agent, AgentContext, AgentOptions, AgentSession, upload_dir
+from ._agent import Agent, AgentContext, AgentOptions, AgentSession, TimeUp, upload_dir
 from ._registry import (
     BUILTIN,
     AgentError,
@@ -21,6 +21,7 @@ __all__ = [
     "AgentOptions",
     "AgentSession",
     "OptionInfo",
+    "TimeUp",
     "agent_class",
     "builtin_options",
     "load_agent",

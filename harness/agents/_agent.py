@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict
+
+from traces.vocab import Attr
 
 if TYPE_CHECKING:  # the engine client loads only when a sandbox is made
     from sandbox import CommandResult, Sandbox
@@ -29,6 +32,10 @@ class AgentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TimeUp(RuntimeError):
+    """The agent asked for an action after its deadline; it was refused, not run."""
+
+
 @dataclass
 class AgentSession:
     """The agent's view of the sandbox: its commands run as the task's agent user."""
@@ -41,15 +48,31 @@ class AgentSession:
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
-        """Run a command as the agent; never past the agent's deadline."""
+    refused: int = 0  # actions asked for after the deadline
+
+    def _refuse_if_late(self, action: str) -> float:
         left = self.remaining()
+        if left <= 0:
+            self.refused += 1
+            trace.get_current_span().add_event(
+                Attr.REFUSED, {Attr.COMMAND_LINE: action, Attr.REFUSED_REASON: "deadline"}
+            )
+            raise TimeUp(f"the agent's time is up; {action!r} was not run")
+        return left
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run a command as the agent, never past the agent's deadline.
+
+        Raises:
+            TimeUp: no time is left; the command was refused (and recorded as refused).
+        """
+        left = self._refuse_if_late(command)
         self.commands += 1
-        return self.sandbox.run(
-            command, timeout=min(timeout or left, left) or 0.001, user=self.user
-        )
+        return self.sandbox.run(command, timeout=min(timeout or left, left), user=self.user)
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Write a file as the agent, while it has time (else TimeUp, recorded)."""
+        self._refuse_if_late(f"write_file {path}")
         self.sandbox.write_file(path, data, mode)
 
     def read_file(self, path: str) -> bytes:

@@ -84,9 +84,7 @@ class ScriptedAgent:
 
     def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None:
         for command in [*self.common, *self.per_task.get(ctx.task.id, [])]:
-            if session.remaining() <= 0:
-                return
-            session.run(command)
+            session.run(command)  # past the deadline: refused and recorded (TimeUp)
 
 
 def _str_list(value: Any, where: str) -> list[str]:

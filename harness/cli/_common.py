@@ -36,7 +36,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def say(message: str) -> None:
     """A progress line on stderr (plain text, never markup)."""
-    err.print(message, highlight=False, markup=False)
+    err.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

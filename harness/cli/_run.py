@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from ._common import DbOption, err, fail, out, write_table
+from ._common import DbOption, err, fail, out, say, write_table
 
 AGENT_OPTIONS = "agent_options"  # the key in the context object where agents' flags wait
 
@@ -122,10 +123,38 @@ def run(
             help="KEY=VALUE for the agent (any agent's option, e.g. a plug-in's; repeatable).",
         ),
     ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            help="none: every trial without network, whatever its task says (default: as "
+            "each task says; a trial with network gets a network of its own)."
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Run the valid tasks when some are invalid (listed first).")
+    ] = False,
+    grace: Annotated[
+        float,
+        typer.Option(help="Seconds running trials get to finish after Ctrl-C or SIGTERM."),
+    ] = 30.0,
+    engine_wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait for a Docker engine that stopped answering before the run "
+            "stops (its trials are retried when it answers again)."
+        ),
+    ] = 120.0,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run tasks with an agent: each trial in its own recorded sandbox, scored."""
+    """Run tasks with an agent: each trial in its own recorded sandbox, scored.
+
+    Ctrl-C or SIGTERM stops starting trials, lets running ones finish within --grace seconds
+    (a second Ctrl-C stops them at once), keeps everything finished, and prints the
+    `--resume` command that runs the rest. Exit status: 0 when every trial was scored
+    (passed or failed), 1 when any trial ended in an error outcome, 2 for bad input,
+    130/143 when stopped by Ctrl-C/SIGTERM.
+    """
     from rich.progress import (
         BarColumn,
         Progress,
@@ -139,9 +168,12 @@ def run(
     from traces.vocab import Outcome
 
     from .._build import parse_image_map
+    from .._control import RunControl
     from .._runner import RunConfig, execute_run, plan_run
     from .._tasks import TaskError
 
+    if network not in (None, "none"):
+        raise fail(f"--network {network!r}: the only override is `none`", 2)
     store = traces.open(db)
     try:
         config = None
@@ -159,10 +191,20 @@ def run(
                 image_map=parse_image_map(image_map),
                 force_build=force_build,
                 footer=footer,
+                network=network,
+                skip_invalid=skip_invalid,
+                engine_wait_s=engine_wait,
             )
         plan = plan_run(store, config, resume)
     except (ValueError, TaskError, traces.StoreError) as exc:
         raise fail(str(exc), 2) from None
+    for note in plan.notes:
+        say(f"note: {note}")
+    for bad in plan.invalid:
+        say(f"skipped invalid task {bad.path}:")
+        for problem in bad.problems:
+            if problem.severity == "error":
+                say(f"  {problem}")
     if not plan.tasks:
         raise fail("no tasks matched", 2)
     cfg, run_id = plan.config, plan.run_id
@@ -175,6 +217,8 @@ def run(
     print(run_id, flush=True)
     recorder = traces.Recorder(store)
     counts = {"passed": 0, "errors": 0}
+    control = RunControl(grace_s=grace, say=say)
+    restore = _stop_on_signals(control)
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -198,39 +242,95 @@ def run(
             def on_build(task_id: str) -> None:
                 progress.update(bar, info=f"building {task_id}")
 
-            execute_run(plan, recorder, on_result, on_build)
+            results = execute_run(plan, recorder, on_result, on_build, control)
     finally:
-        recorder.shutdown()
+        restore()
+        recorder.shutdown(drain_wait_s=2.0)  # everything finished is committed (or spooled)
+    late, pending = recorder.late_spans, recorder.pending_spans
+    if pending:
+        say(
+            f"a reader holds {store.path}: {pending} spans of this run wait beside it and are "
+            "appended as soon as it lets go (Ctrl-C stops waiting; they stay safe and the "
+            "next use of the store adds them)"
+        )
+        try:
+            pending = store.append_spooled(wait_s=600)
+        except KeyboardInterrupt:
+            pass
     summary = summarize(store, run_id, cfg.trials)
+    summary["late_spans"], summary["pending_spans"] = late, pending
     if as_json:
         print(json.dumps(summary, default=str))
-        return
-    _print_summary(run_id, summary)
+    else:
+        _print_summary(run_id, summary)
+    if late:
+        say(f"note: {late} spans waited for the store (a reader held it) and were added late")
+    if pending:
+        say(
+            f"warning: {pending} spans still wait beside the store (the summary above lacks "
+            "them); the next use of the store adds them"
+        )
+    resume_cmd = f"harness run --resume {run_id}" + (f" --db {db}" if db else "")
+    if control.stopping.is_set():
+        finished = sum(1 for r in results if not r.interrupted)
+        say(
+            f"stopped ({control.reason}): {finished} of {plan.total} trials finished and are "
+            f"recorded; run the rest with: {resume_cmd}"
+        )
+        raise typer.Exit(control.exit_code)
+    errored = [r for r in results if Outcome.is_error(r.outcome)]
+    if errored:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary["errors"].items()))
+        say(f"{len(errored)} trial(s) ended in an error, not a score ({kinds}); exit status 1")
+        raise typer.Exit(1)
+
+
+def _stop_on_signals(control: Any) -> Any:
+    """Ctrl-C and SIGTERM ask the run to stop (a second time: now); returns the undo."""
+    import signal
+
+    names = {signal.SIGINT: ("Ctrl-C", 130), signal.SIGTERM: ("SIGTERM", 143)}
+
+    def handler(signum: int, frame: Any) -> None:
+        name, code = names[signal.Signals(signum)]
+        if control.stopping.is_set():
+            say(f"{name} again: stopping the running trials now")
+        else:
+            say(
+                f"{name}: starting no more trials; running ones get {control.grace_s:.0f} s "
+                f"to finish ({name} again to stop them now)"
+            )
+        control.request_stop(name, code)
+
+    previous = {sig: signal.signal(sig, handler) for sig in names}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def _print_summary(run_id: str, summary: dict[str, Any]) -> None:
     table = Table(title=f"run {run_id}", header_style="bold")
-    for col in (
-        "task",
-        "trials",
-        "pass rate",
-        "mean reward",
-        "mean steps",
-        "tokens in/out",
-        "mean time",
-    ):
+    with_outcomes = bool(summary["errors"])  # then say per task how its trials ended
+    columns = ["task", "trials", "pass rate", "mean reward", "mean steps", "tokens in/out"]
+    columns += ["mean time", *(["outcomes"] if with_outcomes else [])]
+    for col in columns:
         table.add_column(col)
     for row in summary["tasks"]:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row["outcomes"].items()))
         reward = "" if row["mean_reward"] is None else f"{row['mean_reward']:.2f}"
         steps = "" if row["mean_steps"] is None else f"{row['mean_steps']:.1f}"
         table.add_row(
-            str(row["task"]),
+            Text(str(row["task"])),
             str(row["trials"]),
             f"{row['pass_rate']:.0%}",
             reward,
             steps,
             f"{row['input_tokens']}/{row['output_tokens']}",
             f"{row['mean_duration_s']:.1f} s",
+            *([outcomes] if with_outcomes else []),
         )
     out.print(table)
     lo, hi = summary["pass_rate_ci95"]

@@ -25,18 +25,29 @@ def sql(
     ] = "table",
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
-    """Query the trace store with SQL; tables for people, csv/json/parquet for pipelines."""
+    """Query the trace store with SQL (read-only); tables for people, csv/json/parquet for
+    pipelines. Ctrl-C stops a long query (exit 130)."""
     import traces
 
     if fmt not in FORMATS:
         raise fail(f"--format {fmt!r}: use table, csv, json, jsonl or parquet", 2)
     if fmt == "parquet" and not output:
         raise fail("--format parquet needs --output FILE", 2)
-    store = traces.open(db)
     try:
-        table = store.arrow(query)
+        # The store stops the query when Ctrl-C arrives (TraceStore.sql runs it so that
+        # KeyboardInterrupt interrupts DuckDB); here it only becomes the exit status.
+        table = traces.open(db).arrow(query)
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
     except traces.QueryError as exc:
         views = ", ".join(exc.views)
+        if exc.refused:
+            raise fail(
+                f"harness sql only reads the store: {exc.refused} statements are refused. "
+                "Query the views with SELECT; to change a store, use Python "
+                "(traces.open(path).sql(query, write=True)).",
+                2,
+            ) from None
         raise fail(
             f"{exc}\nviews you can query: {views} (tables: spans, span_events, span_links, blobs)",
             2,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._common import JsonOption, out
+
+if TYPE_CHECKING:
+    from .._tasks import Problem, Task
 
 
 def register(app: typer.Typer) -> None:
@@ -16,17 +20,34 @@ def register(app: typer.Typer) -> None:
     tasks_app.command("check")(check)
 
 
+def _load(path: Path) -> tuple[Task | None, list[Problem]]:
+    """One task, loaded; a loader failure is that task's problem, never the end of the check."""
+    from .._tasks import Problem, load_task
+
+    try:
+        return load_task(path)
+    except Exception as exc:  # noqa: BLE001 - reported with the task, the others still checked
+        return None, [
+            Problem(
+                str(path / "task.toml"),
+                "",
+                f"could not be checked: {type(exc).__name__}: {exc}",
+                "this is a harness bug; please report it with the task.toml",
+            )
+        ]
+
+
 def check(
     paths: Annotated[list[str], typer.Argument(help="Task folders, or folders of tasks.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Validate tasks: every problem with its file, field and fix; exit 1 if any is invalid."""
-    from .._tasks import find_tasks, load_task
+    """Validate tasks: every problem with its file, field and fix, and the network each task
+    runs with; exit 1 if any is invalid."""
+    from rich.markup import escape
 
-    results = []
-    for path in find_tasks(list(paths)):
-        task, problems = load_task(path)
-        results.append((path, task, problems))
+    from .._tasks import find_tasks
+
+    results = [(path, *_load(path)) for path in find_tasks(list(paths))]
     bad = sum(1 for _, t, _ in results if t is None)
     if as_json:
         print(
@@ -35,6 +56,8 @@ def check(
                     {
                         "path": str(p),
                         "valid": t is not None,
+                        "network": t.environment.network if t is not None else None,
+                        "network_source": (t.environment.network_source if t is not None else None),
                         "problems": [x.__dict__ for x in probs],
                     }
                     for p, t, probs in results
@@ -43,9 +66,13 @@ def check(
         )
     else:
         for path, task, problems in results:
-            mark = "[green]ok[/]" if task is not None else "[red]invalid[/]"
-            steps = f", {len(task.steps)} steps" if task is not None and len(task.steps) > 1 else ""
-            out.print(f"{mark} {path}{steps}", highlight=False)
+            if task is not None:
+                env = task.environment
+                steps = f", {len(task.steps)} steps" if len(task.steps) > 1 else ""
+                network = f"network {env.network} ({env.network_source})"
+                out.print(f"[green]ok[/] {escape(f'{path}{steps}, {network}')}", highlight=False)
+            else:
+                out.print(f"[red]invalid[/] {escape(str(path))}", highlight=False)
             for prob in problems:
                 color = "red" if prob.severity == "error" else "yellow"
                 out.print(f"  {prob}", style=color, highlight=False, markup=False)

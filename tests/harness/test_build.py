@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import docker
 import pytest
 
 from harness import BuildError, load_task, map_dockerfile, parse_image_map, task_image
+from harness._build import base_images
 from tests.conftest import harbor_fixtures
 
 FIXTURES = harbor_fixtures()
@@ -38,8 +40,10 @@ def test_build_once_then_cached_and_rebuilt_on_change(base_image: str, tmp_path:
     assert task is not None
     first = task_image(task, BASE_MAP, force=True)  # a clean start even if a run left it
     assert not first.cached and "Successfully built" in first.log
+    assert first.build_s > 0
     again = task_image(task, BASE_MAP)
     assert again.cached and again.tag == first.tag and again.image_id == first.image_id
+    assert again.build_s == 0 and again.log == ""
     with (path / "environment" / "Dockerfile").open("a") as f:
         f.write("RUN echo changed > /changed\n")
     task2, _ = load_task(path)
@@ -53,23 +57,72 @@ def test_build_once_then_cached_and_rebuilt_on_change(base_image: str, tmp_path:
         api.remove_image(tag, force=True)
 
 
-def test_unpullable_base_without_map_is_a_build_error(base_image: str, tmp_path: Path) -> None:
+def test_base_images_of_a_dockerfile() -> None:
+    text = (
+        "ARG BASE=debian\nFROM --platform=linux/amd64 golang:1.22 AS build\nRUN true\n"
+        "FROM build AS test\nFROM $BASE\nFROM scratch\nFROM ubuntu:24.04\nFROM golang:1.22\n"
+    )
+    assert base_images(text) == ["golang:1.22", "ubuntu:24.04"]
+
+
+def test_unpullable_base_without_map_names_it_and_the_fixes(
+    base_image: str, tmp_path: Path
+) -> None:
     path = _copy("hello-workdir", tmp_path)
-    (path / "environment" / "Dockerfile").write_text("FROM no-such-base:never\nRUN true\n")
+    (path / "environment" / "Dockerfile").write_text(
+        f"FROM {base_image} AS ok\nFROM no-such-base:never\nRUN true\n"
+    )
     task, _ = load_task(path)
     assert task is not None
-    with pytest.raises(BuildError, match="image build failed") as info:
+    with pytest.raises(BuildError) as info:
         task_image(task)
-    assert "no-such-base" in str(info.value) + info.value.log
+    message = str(info.value)
+    assert "FROM no-such-base:never is not on the engine" in message
+    assert f"--image-map no-such-base:never={base_image}" in message
+    assert "docker load" in message
+    assert "registry-1.docker.io" not in message  # the engine's own words stay in the log
+    assert "no-such-base" in info.value.log
+
+
+def test_missing_docker_image_names_the_fixes(base_image: str, tmp_path: Path) -> None:
+    path = _copy("hello-world", tmp_path)
+    shutil.rmtree(path / "environment")
+    toml = (path / "task.toml").read_text()
+    toml = toml.replace("[environment]\n", '[environment]\ndocker_image = "nowhere/never:1"\n')
+    (path / "task.toml").write_text(toml)
+    task, problems = load_task(path)
+    assert task is not None, problems
+    with pytest.raises(BuildError) as info:
+        task_image(task)
+    assert f"--image-map nowhere/never:1={base_image}" in str(info.value)
+    assert "docker load" in str(info.value)
 
 
 def test_failing_build_step_keeps_the_log(base_image: str, tmp_path: Path) -> None:
     path = _copy("hello-workdir", tmp_path)
     (path / "environment" / "Dockerfile").write_text(
-        "FROM ubuntu:24.04\nRUN echo about-to-fail && exit 7\n"
+        "FROM ubuntu:24.04\nRUN printf '\\033[1;31mabout-to-fail\\033[0m\\n' && exit 7\n"
     )
     task, _ = load_task(path)
     assert task is not None
     with pytest.raises(BuildError) as info:
         task_image(task, BASE_MAP)
-    assert "about-to-fail" in info.value.log
+    assert "about-to-fail" in info.value.log and "\x1b" not in info.value.log
+    assert info.value.build_s > 0
+
+
+def test_build_log_is_plain_text(base_image: str, tmp_path: Path) -> None:
+    path = _copy("hello-workdir", tmp_path)
+    token = uuid.uuid4().hex  # a step Docker has not cached, so its output is in the log
+    colored = f"\\033[32mgreen-{token}\\033[0m \\033]0;title\\007done\\n"
+    (path / "environment" / "Dockerfile").write_text(f"FROM ubuntu:24.04\nRUN printf '{colored}'\n")
+    task, _ = load_task(path)
+    assert task is not None
+    lines: list[str] = []
+    image = task_image(task, BASE_MAP, progress=lines.append)
+    try:
+        assert f"green-{token} done" in image.log and "\x1b" not in image.log
+        assert "\x07" not in image.log
+        assert not any("\x1b" in line for line in lines)
+    finally:
+        docker.from_env().api.remove_image(image.tag, force=True)

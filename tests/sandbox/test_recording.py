@@ -295,3 +295,88 @@ def test_sandbox_wide_spans_go_under_the_recording_parent(base_image: str, overr
     assert parents(Span.RESOURCES) == {wide_id}
     assert parents(Span.SANDBOX_STOP) == {wide_id}
     assert len([s for s in spans if s.name == Span.SANDBOX_STOP]) == 1
+
+
+# Image directories with files, symlinks and nested subdirectories (but no package caches).
+DELETED_DIRS = ("/etc/apt/apt.conf.d", "/etc/systemd")
+_TYPES = {"f": "file", "d": "dir", "l": "symlink"}
+
+
+def _image_tree(sb: Sandbox, *roots: str) -> dict[str, tuple[str, str]]:
+    """Every path at and below ``roots`` in the container: (type, symlink target)."""
+    out = sb.run("find " + " ".join(roots) + " -printf '%p\\t%y\\t%l\\n'").stdout_text
+    rows = (line.split("\t") for line in out.splitlines())
+    return {path: (_TYPES[kind], target) for path, kind, target in rows}
+
+
+def test_deleting_an_image_directory_records_every_path_below_it(rig: Rig) -> None:
+    tree = _image_tree(rig.sb, *DELETED_DIRS)
+    files = {p: rig.sb.read_file(p) for p, (kind, _) in tree.items() if kind == "file"}
+    assert len(files) >= 2 and sum(k == "symlink" for k, _ in tree.values()) >= 5
+    assert sum(k == "dir" for k, _ in tree.values()) >= 5
+    assert rig.sb.run("rm -rf " + " ".join(DELETED_DIRS)).exit_code == 0
+    span = rig.last_command_span()
+    changes = [c for c in rig.changes(span) if c[0] not in ("/etc", "/etc/apt")]
+    assert changes == sorted((p, "deleted", kind) for p, (kind, _) in tree.items())
+    rows = rig.store.sql(
+        "SELECT path, before_sha256, "
+        "json_extract_string(s.attributes, '$.\"harness.fs.before.link_target\"') AS target "
+        "FROM file_changes f JOIN spans s USING (span_id)"
+    )
+    by = {r.path: r for r in rows.itertuples()}
+    for path, data in files.items():
+        assert rig.store.blob(by[path].before_sha256) == data, path
+    for path, (kind, target) in tree.items():
+        if kind == "symlink":
+            assert by[path].target == target, path
+    # Once gone, they are not reported again.
+    assert rig.sb.run("true").exit_code == 0
+    assert rig.changes(rig.last_command_span()) == []
+
+
+def test_directory_deleted_and_recreated_records_what_it_lost(rig: Rig) -> None:
+    tree = _image_tree(rig.sb, "/etc/systemd")
+    r = rig.sb.run(
+        "rm -rf /etc/systemd && mkdir -p /etc/systemd/system && echo x > /etc/systemd/new"
+    )
+    assert r.exit_code == 0
+    changes = [c for c in rig.changes(rig.last_command_span()) if c[0] != "/etc"]
+    kept = {"/etc/systemd", "/etc/systemd/system"}
+    expected = [(p, "deleted", kind) for p, (kind, _) in tree.items() if p not in kept]
+    assert changes == sorted([*expected, ("/etc/systemd/new", "added", "file")])
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "docker-api"])
+def test_short_trial_has_its_peak_memory_and_cpu(
+    tmp_path: Path, base_image: str, fast: bool
+) -> None:
+    """Periodic samples alone miss a short trial (one sample, taken before the work); the
+    samples at the end of each command and at close do not."""
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    with traces.Recorder(store) as rec:
+        recording = Recording(
+            tracer=rec.tracer(), blobs=rec, fast_paths=fast, resource_interval=3600
+        )
+        with Sandbox(base_image, record=recording) as sb:
+            r = sb.run("python3 -c \"x = b'x' * (48 << 20); sum(range(3_000_000))\"")
+            assert r.exit_code == 0
+    samples = store.sql("SELECT * FROM resource_samples ORDER BY sampled_at")
+    assert samples.memory_peak_bytes.max() >= 48 << 20
+    assert samples.cpu_s.iloc[-1] >= 0.05  # the interpreter's start and the sum, at least
+    # When they were taken, against the command's end and the sandbox's stop.
+    at = store.sql(
+        "SELECT start_ns, "
+        "json_extract(attributes, '$.\"harness.command.id\"')::INT AS command_id "
+        "FROM spans WHERE name = 'sandbox.resources' ORDER BY start_ns"
+    )
+    stopped = store.sql("SELECT start_ns FROM spans WHERE name = 'sandbox.stop'").iloc[0, 0]
+    ended = store.sql(
+        "SELECT start_ns + duration_ns AS t FROM spans WHERE name = 'sandbox.exec'"
+    ).t[0]
+    assert at.start_ns.iloc[-1] >= ended  # the last, as the sandbox closed
+    assert at.start_ns.iloc[-1] <= stopped + 1_000_000_000
+    if fast:  # and one as the command ended, before the sandbox closed
+        (end_sample,) = at[at.command_id == 1].itertuples()
+        assert ended - 1_000_000 <= end_sample.start_ns < at.start_ns.iloc[-1]
+        command = store.sql("SELECT * FROM commands").iloc[0]
+        assert samples.cpu_s.iloc[-1] >= samples.cpu_s.iloc[0] + command.cpu_s * 0.9

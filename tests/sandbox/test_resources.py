@@ -3,6 +3,8 @@ as the kernel lays it out, and the Docker stats API fallback."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import docker
@@ -65,3 +67,37 @@ def test_stats_api_fallback(base_image: str) -> None:
         s = StatsApiReader(docker.from_env().api, sb.container_id).sample()
     assert s["container.memory.usage"] >= 32 << 20
     assert s["container.pids"] >= 2 and s["container.cpu.time"] > 0
+
+
+def _walked(root: Path) -> int:
+    """Bytes allocated below ``root``, each inode once: what UpperDirSize must agree with."""
+    seen: dict[int, int] = {}
+    for p in root.rglob("*"):
+        st = p.lstat()
+        seen[st.st_ino] = st.st_blocks * 512
+    return sum(seen.values())
+
+
+def test_upper_dir_size_follows_writes_links_renames_and_deletions(tmp_path: Path) -> None:
+    from sandbox._resources import UpperDirSize
+
+    size = UpperDirSize(str(tmp_path))
+    try:
+        assert size.size() == 0
+        (tmp_path / "a/b").mkdir(parents=True)
+        (tmp_path / "a/b/f").write_bytes(b"x" * (3 << 20))
+        (tmp_path / "a/g").write_bytes(b"y" * 5000)
+        assert size.size() == _walked(tmp_path) >= 3 << 20
+        os.link(tmp_path / "a/b/f", tmp_path / "a/hard")  # one inode, counted once
+        with open(tmp_path / "a/g", "ab") as f:
+            f.write(b"z" * (1 << 20))
+        assert size.size() == _walked(tmp_path)
+        (tmp_path / "a").rename(tmp_path / "moved")
+        assert size.size() == _walked(tmp_path)
+        shutil.rmtree(tmp_path / "moved/b")
+        assert size.size() == _walked(tmp_path) >= 3 << 20  # the hard link keeps the inode
+        (tmp_path / "moved/hard").unlink()
+        (tmp_path / "moved/g").unlink()
+        assert size.size() == _walked(tmp_path) < 1 << 20
+    finally:
+        size.close()

@@ -18,6 +18,7 @@ from sandbox import (
     Sandbox,
     SandboxError,
     SessionLost,
+    UnknownUser,
     image_entrypoint,
 )
 from traces.vocab import Label
@@ -249,13 +250,20 @@ def test_env_workdir_and_user(base_image: str) -> None:
         assert sb.run('echo "$A"; pwd; id -un').stdout == b"1 2\n/srv/app\nnobody\n"
 
 
-def test_disk_limit_is_enforced_or_refused_clearly(base_image: str) -> None:
-    try:
-        with Sandbox(base_image, limits=Limits(disk="64m")) as sb:
+def test_disk_quota_is_enforced_or_refused_clearly(base_image: str) -> None:
+    """A quota-only request is enforced by the storage driver, or refused: never silently
+    measured instead (``tests/sandbox/test_limits.py`` covers the measured mode)."""
+    from sandbox import disk_limit_mode
+
+    quota = Limits(disk=64 << 20, disk_mode="quota")
+    if disk_limit_mode(base_image) == "quota":
+        with Sandbox(base_image, limits=quota) as sb:
+            assert sb.disk_mode == "quota"
             r = sb.run("head -c 100000000 /dev/zero > /big", timeout=60)
             assert r.exit_code != 0 and b"No space" in r.stderr
-    except LimitNotSupported as exc:
-        assert "pquota" in str(exc)
+    else:
+        with pytest.raises(LimitNotSupported, match="pquota"):
+            Sandbox(base_image, limits=quota).start()
 
 
 def test_missing_image_is_a_clear_error(engine: None) -> None:
@@ -383,3 +391,17 @@ def test_commands_as_another_user_have_their_own_persistent_shell(sb: Sandbox) -
     r = sb.run("sleep 100", user="agent", timeout=1)
     assert r.timed_out and sb.run("id -un", user="agent").stdout == b"agent\n"
     assert sb.run("touch /root/x", user="agent").exit_code != 0  # really unprivileged
+
+
+def test_unknown_user_is_a_clear_error(sb: Sandbox, base_image: str) -> None:
+    with pytest.raises(UnknownUser) as info:
+        sb.run("true", user="nosuchuser")
+    msg = str(info.value)
+    assert "'nosuchuser' does not exist" in msg and base_image in msg
+    assert "useradd" in msg and "[agent] user" in msg
+    assert isinstance(info.value, SandboxError)
+    assert sb.run("echo still here").stdout == b"still here\n"
+    # A user that exists but has no passwd name (a bare uid) is not refused.
+    assert sb.run("id -u", user="4242").stdout == b"4242\n"
+    with pytest.raises(UnknownUser, match="nosuchuser"):
+        Sandbox(base_image, user="nosuchuser").start()

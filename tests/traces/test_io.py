@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -230,3 +234,173 @@ def test_cli_otlp_endpoint_flag_sends_recorded_spans(
     assert {"invoke_agent harness-exec", "sandbox.exec", "fs.change"} <= set(names)
     stored = TraceStore(tmp_path / "t.duckdb").sql("SELECT count(*) AS n FROM spans").n[0]
     assert stored == len(names)
+
+
+# -- malformed imports: a clear error, exit 2, and the store as it was -----------------------
+
+
+def _span(**fields: object) -> dict[str, object]:
+    """A valid OTLP JSON span, with ``fields`` replaced or added."""
+    span: dict[str, object] = {
+        "traceId": "0" * 32,
+        "spanId": "0000000000000001",
+        "name": "x",
+        "startTimeUnixNano": "1",
+    }
+    return {**span, **fields}
+
+
+def _doc(*spans: object, **scope_spans: object) -> object:
+    return {"resourceSpans": [{"scopeSpans": [{"spans": list(spans), **scope_spans}]}]}
+
+
+def _attr(value: object) -> list[object]:
+    return [{"key": "k", "value": value}]
+
+
+@pytest.mark.parametrize(
+    ("doc", "where"),
+    [
+        ({"resourceSpans": [{"scopeSpans": "x"}]}, "resourceSpans[0].scopeSpans: expected a list"),
+        ({"resourceSpans": ["x"]}, "resourceSpans[0]: expected an object"),
+        ({"resourceSpans": [{"resource": []}]}, "resourceSpans[0].resource: expected an object"),
+        (
+            {"resourceSpans": [{"resource": {"attributes": "x"}}]},
+            "resourceSpans[0].resource.attributes: attributes must be a list",
+        ),
+        (_doc(spans={}), "scopeSpans[0].spans: expected a list"),
+        (_doc(scope="s"), "scopeSpans[0].scope: expected an object"),
+        ({"resourceSpans": [{"scopeSpans": [7]}]}, "scopeSpans[0]: expected an object"),
+        (_doc(_span(name=5)), "spans[0].name: expected a string"),
+        (_doc(_span(status="ok")), "spans[0].status: expected an object"),
+        (_doc(_span(kind=1.5)), "spans[0].kind: expected a number or a name"),
+        (_doc(_span(events=[1])), "spans[0].events[0]: expected an object"),
+        (_doc(_span(links={"a": 1})), "spans[0].links: expected a list"),
+        (
+            _doc(_span(attributes=_attr({"arrayValue": []}))),
+            "spans[0].attributes[0].value.arrayValue: expected an object",
+        ),
+        (
+            _doc(_span(attributes=_attr({"doubleValue": [1]}))),
+            "spans[0].attributes[0].value.doubleValue: expected a number",
+        ),
+        (_doc(_span(startTimeUnixNano=[1])), "spans[0].startTimeUnixNano: expected nanoseconds"),
+    ],
+)
+def test_otlp_json_of_wrong_types_names_the_json_path_and_creates_no_store(
+    tmp_path: Path, doc: object, where: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    db = tmp_path / "new.duckdb"
+    res = harness_cli("import", str(bad), "--db", str(db))
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert f"{bad}:1:" in res.stderr and where in " ".join(res.stderr.split()), res.stderr
+    assert not db.exists()
+
+
+def _damage(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a parquet file cut off half way
+
+
+@pytest.mark.parametrize("table", ["spans", "span_events", "blobs"])
+def test_corrupt_parquet_export_is_named_and_changes_no_store(
+    source: TraceStore, tmp_path: Path, table: str
+) -> None:
+    exp = tmp_path / "exp"
+    export_run(source, "run-a", "parquet", exp)
+    _damage(exp / f"{table}.parquet")
+    fresh = tmp_path / "fresh.duckdb"
+    res = harness_cli("import", str(exp), "--db", str(fresh))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"{table}.parquet" in res.stderr and "export the run again" in res.stderr
+    assert not fresh.exists()
+    # An existing store stays exactly as it was.
+    before = {t: _rows(source, t) for t in TABLES}
+    res = harness_cli("import", str(exp), "--db", str(source.path))
+    assert res.returncode == 2, res.stderr
+    assert {t: _rows(source, t) for t in TABLES} == before
+
+
+def test_parquet_blob_that_does_not_match_its_hash_is_refused(
+    source: TraceStore, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as papq
+
+    exp = tmp_path / "exp"
+    export_run(source, "run-a", "parquet", exp)
+    blobs = papq.read_table(exp / "blobs.parquet")
+    data = blobs.column("data").to_pylist()
+    blobs = blobs.set_column(
+        blobs.schema.get_field_index("data"), "data", pa.array([b"tampered"] + data[1:])
+    )
+    papq.write_table(blobs, exp / "blobs.parquet")
+    dest = TraceStore(tmp_path / "dest.duckdb")
+    with pytest.raises(StoreError, match=r"blobs.parquet: row 0: the content does not match"):
+        import_path(dest, exp)
+    assert not dest.path.exists()
+
+
+def test_import_of_a_version_1_export_fills_blob_text(source: TraceStore, tmp_path: Path) -> None:
+    """Exports carry blobs as content (sha256, size, encoding, data), as version 1 wrote
+    them; text and ref are derived again on import."""
+    import pyarrow.parquet as papq
+
+    exp = tmp_path / "exp"
+    export_run(source, "run-a", "parquet", exp)
+    assert papq.read_table(exp / "blobs.parquet").column_names == [
+        "sha256",
+        "size",
+        "encoding",
+        "data",
+    ]
+    dest = TraceStore(tmp_path / "dest.duckdb")
+    import_path(dest, exp)
+    assert list(dest.sql("SELECT DISTINCT stdout FROM commands").stdout) == ["hello\n"]
+
+
+# -- harness sql: read-only, interruptible ---------------------------------------------------
+
+
+def test_cli_sql_refuses_writes(source: TraceStore) -> None:
+    for query in ("DELETE FROM spans", "DROP TABLE blobs", "SELECT 1; DELETE FROM spans"):
+        res = harness_cli("sql", query, "--db", str(source.path))
+        assert res.returncode == 2, res.stderr
+        assert "only reads the store" in res.stderr and "Traceback" not in res.stderr
+    assert source.sql("SELECT count(*) AS n FROM spans").n[0] == 15
+
+
+def _opened(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open (it has begun its query)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_cli_sql_stops_on_ctrl_c(source: TraceStore) -> None:
+    # Hours of work: a cross join no optimizer can skip.
+    slow = (
+        "SELECT count(*) FROM range(1000000000) a, range(1000000000) b WHERE a.range + b.range = -1"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "sql", slow, "--db", str(source.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 60
+    while not _opened(proc.pid, source.path.resolve()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr

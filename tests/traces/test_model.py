@@ -443,6 +443,9 @@ def test_trials_and_runs(store: TraceStore, recorded: dict[str, dict[str, Any]])
         duration_s=1.0,
         image="img:1",
         error=None,
+        # The highest of the samples' usage and peak and the commands' peak (4096 > 2000).
+        peak_memory_bytes=4096,
+        cpu_s=0.75,  # the last sample's cumulative CPU time, not the commands' sum
     )
     assert (a2.trial_id, a2.outcome, a2.passed, a2.error) == (
         "trial-a2",

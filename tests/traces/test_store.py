@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -13,6 +15,10 @@ from opentelemetry.trace.span import TraceState
 
 import traces
 from traces import Recorder, StoreError, TraceStore
+from traces._store import encode_blob
+from traces.vocab import Attr, Outcome, Span
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record_trial(rec: Recorder, run_id: str = "run-1", task: str = "task-a") -> dict[str, str]:
@@ -248,3 +254,255 @@ def test_default_path_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert traces.open().path == tmp_path / "env.duckdb"
     monkeypatch.delenv("HARNESS_DB")
     assert str(traces.open().path) == ".harness/traces.duckdb"
+
+
+# -- read-only queries -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DELETE FROM spans",
+        "SELECT 1; DELETE FROM spans",
+        "UPDATE spans SET name = 'x'",
+        "DROP VIEW trials",
+        "CREATE TABLE t AS SELECT 1",
+        "EXPLAIN ANALYZE DELETE FROM spans",
+        "CHECKPOINT",
+        "COPY spans FROM '/dev/null'",
+        "INSERT INTO blobs (sha256) VALUES ('x')",
+    ],
+)
+def test_queries_are_read_only_unless_asked(store: TraceStore, query: str) -> None:
+    with Recorder(store) as rec:
+        record_trial(rec)
+    with pytest.raises(traces.QueryError, match=r"write=True") as info:
+        store.sql(query)
+    assert info.value.refused is not None
+    with pytest.raises(traces.QueryError, match=r"write=True"):
+        store.arrow(query)
+    # Refused by the statement's type, even on a read-write connection (this process has
+    # the file open for writing, so a read shares that connection mode).
+    with store.transaction(), pytest.raises(traces.QueryError, match=r"write=True"):
+        store.sql(query)
+    assert store.sql("SELECT count(*) AS n FROM spans").n[0] == 5
+    assert "trials" in store.views() and len(store.sql("SELECT * FROM trials")) == 1
+
+
+def test_reads_of_every_kind_still_work(store: TraceStore) -> None:
+    store.init()
+    for query in (
+        "SELECT 1",
+        "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+        "FROM trials",
+        "DESCRIBE spans",
+        "SHOW TABLES",
+        "EXPLAIN SELECT * FROM commands",
+        "SELECT 1; SELECT 2",
+    ):
+        store.sql(query)
+
+
+def test_writes_when_asked_in_one_transaction(store: TraceStore) -> None:
+    with Recorder(store) as rec:
+        record_trial(rec, run_id="keep")
+        record_trial(rec, run_id="drop")
+    res = store.sql("DELETE FROM spans WHERE run_id = ?", ["drop"], write=True)
+    assert res.iloc[0, 0] == 1  # the root span carries the run id
+    assert list(store.sql("SELECT run_id FROM trials").run_id) == ["keep"]
+    # All or nothing: the second statement fails, so the first is rolled back.
+    with pytest.raises(traces.QueryError, match="no_such_table"):
+        store.sql("DELETE FROM spans; DELETE FROM no_such_table", write=True)
+    assert store.sql("SELECT count(*) AS n FROM spans").n[0] == 9
+    with pytest.raises(traces.QueryError, match="one transaction of its own"):
+        store.sql("BEGIN; DELETE FROM spans; COMMIT", write=True)
+    assert store.sql("SELECT count(*) AS n FROM spans").n[0] == 9
+
+
+# -- text from plain SQL (schema 2) ----------------------------------------------------------
+
+
+def _plain(db: Path, query: str) -> list[tuple[Any, ...]]:
+    """A query through the bare duckdb package, as a `duckdb` shell on the file runs it."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(query).fetchall()
+    finally:
+        con.close()
+
+
+VERIFIER_STDOUT_SQL = """
+SELECT t.task, t.outcome, t.error, c.exit_code, c.stdout, c.stderr
+FROM trials t JOIN commands c ON c.trace_id = t.trace_id
+JOIN spans v ON v.span_id = c.parent_span_id AND v.trace_id = c.trace_id
+WHERE v.name = 'verify' AND NOT t.passed AND c.command LIKE '%test.sh'
+"""
+
+
+def record_failed_trial(rec: Recorder, stdout: bytes, stderr: bytes, diff: bytes) -> None:
+    tracer = rec.tracer()
+    with tracer.start_as_current_span(
+        Span.trial("oracle"),
+        attributes={
+            Attr.RUN_ID: "run-f",
+            Attr.TASK_ID: "task-f",
+            Attr.OUTCOME: Outcome.VERIFIER_ERROR,
+            Attr.ERROR: "tests/test.sh (exit 2) wrote no reward",
+        },
+    ):
+        with (
+            tracer.start_as_current_span(Span.AGENT),
+            tracer.start_as_current_span(
+                Span.EXEC, attributes={Attr.COMMAND_LINE: "sed -i s/a/b/ f"}
+            ),
+            tracer.start_as_current_span(
+                Span.FS_CHANGE,
+                attributes={Attr.FS_PATH: "/f", Attr.FS_DIFF_BLOB: rec.put_blob(diff)},
+            ),
+        ):
+            pass
+        with (
+            tracer.start_as_current_span(Span.VERIFY),
+            tracer.start_as_current_span(
+                Span.EXEC,
+                attributes={
+                    Attr.COMMAND_LINE: "bash /tests/test.sh",
+                    Attr.EXIT_CODE: 2,
+                    Attr.STDOUT_BLOB: rec.put_blob(stdout),
+                    Attr.STDERR_BLOB: rec.put_blob(stderr),
+                },
+            ),
+        ):
+            pass
+
+
+def test_failed_trial_text_is_readable_from_a_bare_duckdb_session(store: TraceStore) -> None:
+    stdout = ("collected 3 items\nFAILED test_x - assert 1 == 2 é\n" * 100).encode()
+    with Recorder(store) as rec:
+        record_failed_trial(rec, stdout, b"warning: slow\n", b"-a\n+b\n")
+    rows = _plain(store.path, VERIFIER_STDOUT_SQL)
+    assert rows == [
+        (
+            "task-f",
+            Outcome.VERIFIER_ERROR,
+            "tests/test.sh (exit 2) wrote no reward",
+            2,
+            stdout.decode(),
+            "warning: slow\n",
+        )
+    ]
+    # The README shows this very query.
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert " ".join(VERIFIER_STDOUT_SQL.split()) in readme
+    assert _plain(store.path, "SELECT path, diff FROM file_changes") == [("/f", "-a\n+b\n")]
+    # Refs join as spans carry them; the zlib-compressed stdout is text all the same.
+    joined = _plain(
+        store.path,
+        "SELECT b.encoding, b.text FROM commands c JOIN blobs b ON b.ref = c.stdout_sha256",
+    )
+    assert joined == [("zlib", stdout.decode())]
+
+
+def test_blob_text_is_null_for_binary_and_oversized_blobs(store: TraceStore) -> None:
+    payloads = {
+        "text": "ünïcode text\n".encode(),
+        "invalid": b"\xff\xfe not utf-8",
+        "nul": b"a\x00b",
+        "at_cap": b"x" * traces.BLOB_TEXT_CAP,
+        "over_cap": b"x" * (traces.BLOB_TEXT_CAP + 1),
+        "empty": b"",
+    }
+    with Recorder(store) as rec:
+        refs = {k: rec.put_blob(v) for k, v in payloads.items()}
+    texts = dict(_plain(store.path, "SELECT ref, text FROM blobs"))
+    assert texts == {
+        refs["text"]: "ünïcode text\n",
+        refs["invalid"]: None,
+        refs["nul"]: None,
+        refs["at_cap"]: "x" * traces.BLOB_TEXT_CAP,
+        refs["over_cap"]: None,
+        refs["empty"]: "",
+    }
+    for key, data in payloads.items():
+        assert store.blob(refs[key]) == data  # the bytes are all there either way
+
+
+def test_trial_resource_totals(store: TraceStore) -> None:
+    rec = Recorder(store)
+    tracer = rec.tracer()
+    with tracer.start_as_current_span(
+        Span.trial("x"), attributes={Attr.RUN_ID: "r", Attr.TASK_ID: "commands-only"}
+    ):
+        for cpu, peak in ((0.25, 100), (0.5, 300)):
+            with tracer.start_as_current_span(
+                Span.EXEC, attributes={Attr.CPU_TIME: cpu, Attr.MEMORY_PEAK: peak}
+            ):
+                pass
+    with tracer.start_as_current_span(
+        Span.trial("x"), attributes={Attr.RUN_ID: "r", Attr.TASK_ID: "sampled"}
+    ):
+        with tracer.start_as_current_span(
+            Span.EXEC, attributes={Attr.CPU_TIME: 5.0, Attr.MEMORY_PEAK: 700}
+        ):
+            pass
+        for cpu, usage, peak in ((2.0, 500, 900), (3.0, 600, None)):
+            attrs: dict[str, Any] = {Attr.CONTAINER_CPU_TIME: cpu, Attr.CONTAINER_MEMORY: usage}
+            if peak is not None:
+                attrs[Attr.CONTAINER_MEMORY_PEAK] = peak
+            with tracer.start_as_current_span(Span.RESOURCES, attributes=attrs):
+                pass
+    with tracer.start_as_current_span(
+        Span.trial("x"), attributes={Attr.RUN_ID: "r", Attr.TASK_ID: "nothing"}
+    ):
+        pass
+    rec.shutdown()
+    rows = _plain(store.path, "SELECT task, peak_memory_bytes, cpu_s FROM trials ORDER BY task")
+    assert rows == [
+        ("commands-only", 300, 0.75),  # no samples: the commands' sum
+        ("nothing", None, None),
+        ("sampled", 900, 3.0),  # the last sample, not the commands' 5.0
+    ]
+    totals = {t.task: (t.peak_memory_bytes, t.cpu_s) for t in store.trials("r")}
+    assert totals == {
+        "commands-only": (300, 0.75),
+        "nothing": (None, None),
+        "sampled": (900, 3.0),
+    }
+
+
+def test_a_version_1_store_is_upgraded_on_the_next_write(tmp_path: Path) -> None:
+    db = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute((Path(__file__).parent / "schema_v1.sql").read_text())
+    texts = {
+        "plain": b"plain text\n",
+        "packed": ("compressible line\n" * 500).encode(),
+        "binary": bytes(range(256)) * 4,
+    }
+    for data in texts.values():
+        encoding, stored = encode_blob(data)
+        con.execute(
+            "INSERT INTO blobs VALUES (?, ?, ?, ?)",
+            [hashlib.sha256(data).hexdigest(), len(data), encoding, stored],
+        )
+    con.execute(
+        "INSERT INTO spans (trace_id, span_id, name, start_ns, end_ns, duration_ns, attributes, "
+        "run_id) VALUES ('t1', 's1', ?, 0, 10, 10, ?, 'r1')",
+        [Span.trial("old"), json.dumps({Attr.RUN_ID: "r1", Attr.ERROR: "it broke"})],
+    )
+    con.close()
+    store = TraceStore(db)
+    with pytest.raises(StoreError, match="schema 1; it is upgraded to 2"):
+        store.sql("SELECT 1")
+    TraceStore(db).init()  # any write
+    assert _plain(db, "SELECT value FROM harness_meta") == [("2",)]
+    rows = dict(_plain(db, "SELECT size, text FROM blobs"))
+    assert rows == {
+        len(texts["plain"]): "plain text\n",
+        len(texts["packed"]): texts["packed"].decode(),
+        len(texts["binary"]): None,
+    }
+    refs = _plain(db, "SELECT count(*) FROM blobs WHERE ref = 'sha256:' || sha256")
+    assert refs == [(3,)]
+    assert _plain(db, "SELECT error, peak_memory_bytes FROM trials") == [("it broke", None)]
+    assert store.trials()[0].error == "it broke"
