@@ -25,7 +25,16 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Status, StatusCode, Tracer
 
 import traces
-from sandbox import EngineUnavailable, Limits, Recording, Sandbox, SandboxError
+from sandbox import (
+    EngineUnavailable,
+    ImageNotFound,
+    LimitNotSupported,
+    Limits,
+    Recording,
+    Sandbox,
+    SandboxError,
+    UnknownUser,
+)
 from traces.vocab import OUTCOMES, Attr, Outcome, Span
 
 from ._build import BuildError, TaskImage
@@ -47,6 +56,9 @@ _OFFLINE = re.compile(
 # Not an outcome: what a trial stopped by the user or an engine outage reports to its caller.
 # Its record has no outcome, so `--resume` runs it again and no summary counts it.
 INTERRUPTED = "interrupted"
+
+# Setup errors that another attempt would only repeat: the task or image must change.
+_WONT_CHANGE = (UnknownUser, ImageNotFound, LimitNotSupported)
 
 FOOTER = (
     "\n\n---\nYou have {seconds:.0f} seconds for this task; commands still running "
@@ -297,7 +309,7 @@ def run_trial(
                             result.outcome = INTERRUPTED
                         break
                     attempt += 1
-                    if attempt > settings.infra_retries:
+                    if attempt > settings.infra_retries or isinstance(exc, _WONT_CHANGE):
                         break
                     continue
                 outcome, error, reward = decide(task, ctx.findings)

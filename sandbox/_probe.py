@@ -94,6 +94,7 @@ def run_checks(image: str = DEFAULT_IMAGE, try_session: bool = True) -> list[Che
     return checks
 
 
+@engine_errors("checking how disk limits are held")
 def disk_limit_mode(image: str = DEFAULT_IMAGE, driver: str = "", backing: str = "") -> str:
     """How a sandbox on this engine holds ``Limits(disk=...)``: ``quota`` if the engine
     accepts a per-container size (asked by creating, never starting, a container of

@@ -49,6 +49,8 @@ def check(
 
     results = [(path, *_load(path)) for path in find_tasks(list(paths))]
     bad = sum(1 for _, t, _ in results if t is None)
+    limited = any(t is not None and t.environment.storage_mb for _, t, _ in results)
+    storage_mode = _storage_mode() if limited else None
     if as_json:
         print(
             json.dumps(
@@ -58,6 +60,10 @@ def check(
                         "valid": t is not None,
                         "network": t.environment.network if t is not None else None,
                         "network_source": (t.environment.network_source if t is not None else None),
+                        "storage_mb": t.environment.storage_mb if t is not None else None,
+                        "storage_mode": storage_mode
+                        if t is not None and t.environment.storage_mb
+                        else None,
                         "problems": [x.__dict__ for x in probs],
                     }
                     for p, t, probs in results
@@ -70,6 +76,8 @@ def check(
                 env = task.environment
                 steps = f", {len(task.steps)} steps" if len(task.steps) > 1 else ""
                 network = f"network {env.network} ({env.network_source})"
+                if env.storage_mb:
+                    network += f", storage {env.storage_mb} MB ({storage_mode})"
                 out.print(f"[green]ok[/] {escape(f'{path}{steps}, {network}')}", highlight=False)
             else:
                 out.print(f"[red]invalid[/] {escape(str(path))}", highlight=False)
@@ -81,3 +89,17 @@ def check(
         out.print(f"{len(results) - bad} valid, {bad} invalid", highlight=False)
     if bad or not results:
         raise typer.Exit(1)
+
+
+def _storage_mode() -> str:
+    """How this engine enforces a task's storage_mb: a quota, or measuring the container's
+    writable layer (and stopping the trial past it)."""
+    from sandbox import SandboxError, disk_limit_mode, engine_answers
+
+    if not engine_answers():
+        return "a quota where the engine has them, else measured; no engine answers now"
+    try:
+        mode = disk_limit_mode()
+    except SandboxError as exc:
+        return f"unknown: {exc}"
+    return "quota" if mode == "quota" else "measured: no disk quotas here; writes are watched"

@@ -140,13 +140,14 @@ def test_second_signal_stops_running_trials_now_and_they_are_rerun(
     proc = _start("run", str(suite), "--db", str(db), "--grace", "600")
     assert proc.stdout is not None
     run_id = proc.stdout.readline().strip()
-    _wait_for(lambda: bool(_containers(run_id)), 60, "the trial's container")
-    time.sleep(1.0)  # let the agent's command start (not a timing assertion)
+    _wait_for(lambda: _running(run_id, "sleep 600"), 60, "the agent's command")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    assert proc.stderr is not None
+    first = _lines_until(proc.stderr, "starting no more trials")
     proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=60)
+    _out, rest = proc.communicate(timeout=60)
+    err = "".join(first) + rest
     assert proc.returncode == 143, err
     assert time.monotonic() - t0 < 60  # not the 600 s grace, nor the 600 s command
     store = traces.TraceStore(db)
@@ -166,9 +167,41 @@ def test_second_signal_stops_running_trials_now_and_they_are_rerun(
     assert (int(runs.trials[0]), int(runs.superseded[0])) == (0, 1)
 
 
-def _dockerd_pid() -> int:
-    out = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True)
-    return int(out.stdout.split()[0])
+def _running(run_id: str, command: str) -> bool:
+    """Whether ``command`` runs in the run's container (from the engine's process list)."""
+    for cid in _containers(run_id):
+        try:
+            top = docker.from_env().api.top(cid)
+        except docker.errors.APIError:
+            continue
+        if any(command in " ".join(p) for p in top.get("Processes") or []):
+            return True
+    return False
+
+
+def _lines_until(stream, marker: str) -> list[str]:  # type: ignore[no-untyped-def]
+    seen = []
+    for line in stream:
+        seen.append(line)
+        if marker in line:
+            return seen
+    raise AssertionError(f"never saw {marker!r} in:\n{''.join(seen)}")
+
+
+def _stop_engine() -> None:
+    """Stop the Docker engine as an upgrade or a crash would, under whatever runs."""
+    pid = int(
+        subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()[0]
+    )
+    os.kill(pid, signal.SIGTERM)
+    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "dockerd to stop")
+
+
+def _start_engine() -> None:
+    setup = subprocess.run(
+        [PY, "-m", "harness", "setup"], capture_output=True, text=True, cwd=ROOT, timeout=180
+    )
+    assert setup.returncode == 0, setup.stderr
 
 
 def test_engine_restart_mid_suite_retries_the_trials_it_hit(
@@ -184,14 +217,8 @@ def test_engine_restart_mid_suite_retries_the_trials_it_hit(
     assert proc.stdout is not None
     run_id = proc.stdout.readline().strip()
     _wait_for(lambda: len(_containers(run_id)) == 3, 120, "three running trials")
-    # Restart the engine under the running trials, as an upgrade or a crash would.
-    pid = _dockerd_pid()
-    os.kill(pid, signal.SIGTERM)
-    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "dockerd to stop")
-    setup = subprocess.run(
-        [PY, "-m", "harness", "setup"], capture_output=True, text=True, cwd=ROOT, timeout=180
-    )
-    assert setup.returncode == 0, setup.stderr
+    _stop_engine()
+    _start_engine()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "not answering" in err  # it said it was waiting
@@ -268,16 +295,11 @@ def test_an_engine_that_does_not_come_back_stops_the_run_with_a_resume_hint(
     assert proc.stdout is not None
     run_id = proc.stdout.readline().strip()
     _wait_for(lambda: bool(_containers(run_id)), 120, "the trial's container")
-    pid = _dockerd_pid()
     try:
-        os.kill(pid, signal.SIGTERM)
+        _stop_engine()
         _out, err = proc.communicate(timeout=120)
     finally:
-        _wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "dockerd to stop")
-        setup = subprocess.run(
-            [PY, "-m", "harness", "setup"], capture_output=True, text=True, cwd=ROOT, timeout=180
-        )
-        assert setup.returncode == 0, setup.stderr
+        _start_engine()
     assert proc.returncode == 1, err
     assert "did not answer for 3 s" in err and f"harness run --resume {run_id}" in err
     store = traces.TraceStore(db)

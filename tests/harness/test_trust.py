@@ -208,3 +208,35 @@ def test_a_task_the_sandbox_refuses_at_run_time_errors_alone(
         result = run_trial(broken, load_agent("oracle"), task_image(task), rec, "run-x")
     assert result.outcome == "infra_error" and "refused" in result.error
     assert time.monotonic() - t0 < 30
+
+
+def test_the_effective_network_is_recorded_and_none_can_be_forced(
+    base_image: str, tmp_path: Path
+) -> None:
+    suite = tmp_path / "suite"
+    _task(suite, "online", test="echo 1 > /logs/verifier/reward.txt\n")  # Harbor's default
+    db = tmp_path / "t.duckdb"
+    for flags in ([], ["--network", "none"]):
+        res = harness_cli("run", str(suite), "--db", str(db), *flags)
+        assert res.returncode == 0, res.stderr
+    rows = traces.TraceStore(db).sql(
+        "SELECT r.attributes->>'$.\"harness.task.network\"' AS policy, "
+        "s.attributes->>'$.\"harness.network\"' AS network "
+        "FROM spans r JOIN spans s ON s.trace_id = r.trace_id AND s.name = 'sandbox.start' "
+        "WHERE r.parent_span_id IS NULL AND r.name LIKE 'invoke_agent%' ORDER BY r.start_ns"
+    )
+    assert rows.policy.tolist() == ["isolated", "none"]
+    assert rows.network[0].startswith("harness-sb-") and rows.network[1] == "none"
+
+
+def test_an_agent_user_the_image_lacks_is_named_and_not_retried(
+    base_image: str, tmp_path: Path
+) -> None:
+    toml = '[agent]\ntimeout_sec = 30\nuser = "nosuchuser"\n[verifier]\ntimeout_sec = 30\n'
+    task = _task(tmp_path, "nouser", toml=toml)
+    store = traces.TraceStore(tmp_path / "t.duckdb")
+    result = _trial(task, "oracle", store)
+    assert result.outcome == "infra_error"
+    assert "user 'nosuchuser' does not exist" in result.error and "useradd" in result.error
+    attempts = store.sql("SELECT count(*) AS n FROM spans WHERE name = 'setup'").n[0]
+    assert attempts == 1  # another attempt would only repeat it
