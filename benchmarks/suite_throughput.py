@@ -29,7 +29,9 @@ from harness import RunConfig, load_task, run_suite, task_image  # noqa: E402
 def trivial_task(root: Path) -> Path:
     d = root / "trivial"
     files = {
-        "task.toml": "[agent]\ntimeout_sec = 60\n[verifier]\ntimeout_sec = 60\n",
+        # No network, as the floor has none (a trial with network also creates its own).
+        "task.toml": "[agent]\ntimeout_sec = 60\n[verifier]\ntimeout_sec = 60\n"
+        "[environment]\nallow_internet = false\n",
         "instruction.md": "Write hello to /tmp/out.",
         "environment/Dockerfile": "FROM harness-base:bookworm\n",
         "solution/solve.sh": "#!/bin/bash\necho hello > /tmp/out\n",

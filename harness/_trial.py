@@ -452,7 +452,9 @@ def _agent_phase(ctx: TrialContext, stage: Step) -> None:
         timed_out = thread.is_alive() or session.remaining() <= 0
         # Whatever the agent started (daemons, background jobs, a fork bomb) stops here, so
         # nothing of the agent's runs while the verifier does; the environment's services stay.
-        ctx.sandbox.kill_processes(keep=ctx.services)
+        # (Its shell is its own: nothing it defined there reaches the verifier's.)
+        if thread.is_alive() or any(p not in ctx.services for p in ctx.sandbox.processes()):
+            ctx.sandbox.kill_processes(keep=ctx.services)
         if thread.is_alive():
             thread.join(30.0)  # whatever the agent waited for has returned now
         f.steps += session.commands

@@ -449,6 +449,7 @@ class Sandbox:
         timeout: float | None = _UNSET,
         cwd: str | None = None,
         user: str | None = None,
+        session: str | None = None,
     ) -> CommandResult:
         """Run ``command`` in the session shell, like typing it into a terminal.
 
@@ -460,6 +461,9 @@ class Sandbox:
                 command itself changes directory.
             user: run as this user, in that user's own persistent shell (started on first
                 use); default: the sandbox's user.
+            session: run in a persistent shell of this name (as ``user``), apart from the
+                others: what one actor defines there (variables, functions, aliases, the
+                directory) never reaches another's commands.
 
         Returns:
             The exit code, bounded stdout/stderr, full byte counts and timing. A command that
@@ -469,7 +473,10 @@ class Sandbox:
         if timeout is _UNSET:
             timeout = self.default_timeout
         cmd = command.encode() if isinstance(command, str) else command
-        key = "" if user is None or user == (self.user or "") else user
+        if session is not None:
+            key = f"session:{session}"
+        else:
+            key = "" if user is None or user == (self.user or "") else user
         with self._lock:
             if self._closed or self.container_id is None:
                 raise SandboxError("sandbox is not running (use `with Sandbox() as sb:`)")

@@ -68,7 +68,10 @@ class AgentSession:
         """
         left = self._refuse_if_late(command)
         self.commands += 1
-        return self.sandbox.run(command, timeout=min(timeout or left, left), user=self.user)
+        # A shell of the agent's own: nothing it defines there reaches the verifier's shell.
+        return self.sandbox.run(
+            command, timeout=min(timeout or left, left), user=self.user, session="agent"
+        )
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         """Write a file as the agent, while it has time (else TimeUp, recorded)."""

@@ -240,3 +240,22 @@ def test_an_agent_user_the_image_lacks_is_named_and_not_retried(
     assert "user 'nosuchuser' does not exist" in result.error and "useradd" in result.error
     attempts = store.sql("SELECT count(*) AS n FROM spans WHERE name = 'setup'").n[0]
     assert attempts == 1  # another attempt would only repeat it
+
+
+def test_what_an_agent_defines_in_its_shell_never_reaches_the_verifier(
+    base_image: str, tmp_path: Path
+) -> None:
+    """Functions, aliases and PATH set in the agent's shell would run instead of the
+    verifier's commands if the two shared one; they do not."""
+    task = _task(tmp_path, "poison")
+    evil = "mkdir -p /tmp/evil && printf '#!/bin/sh\\necho 1 > /logs/verifier/reward.txt\\n' "
+    script = _script(
+        tmp_path,
+        [
+            "bash() { mkdir -p /logs/verifier; echo 1 > /logs/verifier/reward.txt; }",
+            "rm() { :; }; mkdir() { :; }; export -f bash rm mkdir",
+            evil + "> /tmp/evil/grep && chmod +x /tmp/evil/grep && export PATH=/tmp/evil:$PATH",
+        ],
+    )
+    result = _trial(task, "scripted", traces.TraceStore(tmp_path / "t.duckdb"), script=script)
+    assert (result.outcome, result.reward) == ("failed", 0.0), result.error

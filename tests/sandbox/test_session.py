@@ -405,3 +405,10 @@ def test_unknown_user_is_a_clear_error(sb: Sandbox, base_image: str) -> None:
     assert sb.run("id -u", user="4242").stdout == b"4242\n"
     with pytest.raises(UnknownUser, match="nosuchuser"):
         Sandbox(base_image, user="nosuchuser").start()
+
+
+def test_named_sessions_keep_their_state_apart(sb: Sandbox) -> None:
+    sb.run("f() { echo poisoned; }; export X=1; cd /tmp", session="agent")
+    assert sb.run("echo $X; pwd", session="agent").stdout_text == "1\n/tmp\n"
+    r = sb.run("type f >/dev/null 2>&1 && echo has-f; echo x$X; pwd")
+    assert r.stdout_text == "x\n/root\n"
