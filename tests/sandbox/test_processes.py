@@ -45,12 +45,14 @@ def _wait_for_cheat(sb: Sandbox) -> None:
 
 
 def _fill_pids(sb: Sandbox, limit: int) -> None:
-    """Start a background fork bomb and block until it holds (almost) every pid slot."""
+    """Start a background fork bomb and block until it holds most pid slots (its processes
+    come and go, so the count swings just below the limit; on a busy machine it may take a
+    while to climb)."""
     assert sb.run(BOMB, timeout=10).exit_code == 0
     r = sb.run(
         "f=/sys/fs/cgroup/pids/pids.current; [[ -r $f ]] || f=/sys/fs/cgroup/pids.current;"
-        f" until builtin read -r n < $f && (( n >= {limit} - 2 )); do :; done; echo $n",
-        timeout=30,
+        f" until builtin read -r n < $f && (( n >= {limit} - 8 )); do :; done; echo $n",
+        timeout=120,
     )
     assert r.exit_code == 0 and not r.timed_out, r
 
