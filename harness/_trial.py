@@ -35,7 +35,7 @@ from sandbox import (
     SandboxError,
     UnknownUser,
 )
-from traces.vocab import OUTCOMES, Attr, Outcome, Span
+from traces.vocab import Attr, Outcome, Span
 
 from ._build import BuildError, TaskImage
 from ._control import RunControl, wait_for_engine
@@ -43,7 +43,7 @@ from ._record import SCOPE, finish_trial, new_trial_id, trial_root
 from ._tasks import Healthcheck, Step, Task
 from .agents import Agent, AgentContext, AgentSession, upload_dir
 
-__all__ = ["OUTCOMES", "TrialResult", "TrialSettings", "read_reward", "run_trial"]
+__all__ = ["TrialResult", "TrialSettings", "read_reward", "run_trial"]
 
 # Output of a download that failed for want of network (curl, wget, pip, apt, DNS).
 _OFFLINE = re.compile(
