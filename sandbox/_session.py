@@ -709,6 +709,12 @@ class Sandbox:
                 f"not {type(keep).__name__}"
             )
         with self._lock:
+            # A shell saves its state just after it reports a command done; let it finish
+            # (one no-op each) before the restart below needs that state.
+            for sess in self._sessions.values():
+                if sess.channel is not None and not sess.channel.eof:
+                    self._command_id += 1
+                    self._run_locked(sess, b":", 10.0, None, self._command_id, record=False)
             shells = self._shell_pids()
             procs, tail = self._control_request(
                 "__h_killall",
