@@ -11,6 +11,8 @@ from typing import Any
 import traces
 from traces.vocab import Outcome
 
+from ._cost import cost_usd
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """The unbiased estimator of pass@k from n trials with c passes (Chen et al., 2021)."""
@@ -48,6 +50,19 @@ def effective_trials(trials: list[traces.Trial]) -> list[traces.Trial]:
     )
 
 
+def _tokens(trials: list[traces.Trial]) -> dict[str, Any]:
+    """Token totals and their cost at list prices (None when no trial's model has one)."""
+    costs = [cost_usd(t.model, t.input_tokens, t.output_tokens, t.cached_tokens) for t in trials]
+    known = [c for c in costs if c is not None]
+    return {
+        "input_tokens": sum(t.input_tokens or 0 for t in trials),
+        "output_tokens": sum(t.output_tokens or 0 for t in trials),
+        "cached_tokens": sum(t.cached_tokens or 0 for t in trials),
+        "reasoning_tokens": sum(t.reasoning_tokens or 0 for t in trials),
+        "cost_usd": sum(known) if known else None,
+    }
+
+
 def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, Any]:
     """Per-task rows and suite figures for a run, from the store (effective trials only).
 
@@ -70,8 +85,7 @@ def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, A
                 "pass_rate": c / n if n else 0.0,
                 "mean_reward": _mean([t.reward for t in g]),
                 "mean_steps": _mean([t.steps for t in g]),
-                "input_tokens": sum(t.input_tokens or 0 for t in g),
-                "output_tokens": sum(t.output_tokens or 0 for t in g),
+                **_tokens(g),
                 "mean_duration_s": _mean([t.duration_s for t in g]) or 0.0,
                 "outcomes": dict(Counter(str(t.outcome) for t in g)),
             }
@@ -93,5 +107,6 @@ def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, A
         "pass_rate": c_all / n_all if n_all else 0.0,
         "pass_rate_ci95": [lo, hi],
         **pass_k,
+        **_tokens(rows),
         "errors": dict(errors),
     }

@@ -86,6 +86,8 @@ class Trial:
     peak_memory_bytes: int | None
     cpu_s: float | None
     superseded: bool = False  # interrupted, or run again by a resume: counts in no summary
+    cached_tokens: int | None = None  # of input_tokens, read from the provider's cache
+    reasoning_tokens: int | None = None  # of output_tokens, spent reasoning
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,8 @@ SELECT t.run_id, t.trial_id, t.trace_id, t.task, t.trial_index, t.agent, t.model
        coalesce(t.passed, false) AS passed, t.reward, t.steps,
        CAST(t.input_tokens AS BIGINT) AS input_tokens,
        CAST(t.output_tokens AS BIGINT) AS output_tokens,
+       CAST(t.cached_tokens AS BIGINT) AS cached_tokens,
+       CAST(t.reasoning_tokens AS BIGINT) AS reasoning_tokens,
        t.started_at, t.duration_s, t.image, t.error,
        CAST(t.peak_memory_bytes AS BIGINT) AS peak_memory_bytes, CAST(t.cpu_s AS DOUBLE) AS cpu_s,
        t.superseded

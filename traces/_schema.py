@@ -162,6 +162,7 @@ SELECT r.run_id, coalesce(r.trial_id, r.trace_id) AS trial_id, r.trace_id,
        coalesce({a(Attr.STEPS, "INTEGER", "r")}, u.llm_calls) AS steps,
        coalesce(u.input_tokens, r.input_tokens) AS input_tokens,
        coalesce(u.output_tokens, r.output_tokens) AS output_tokens,
+       u.cached_tokens, u.reasoning_tokens,
        {_TIME.format("r")} AS started_at, r.duration_ns / 1e9 AS duration_s,
        {a(Attr.IMAGE_NAME, src="r")} AS image, r.status_code,
        {a(Attr.ERROR, src="r")} AS error,
@@ -169,7 +170,12 @@ SELECT r.run_id, coalesce(r.trial_id, r.trace_id) AS trial_id, r.trace_id,
 FROM spans r
 LEFT JOIN (
     SELECT trace_id, count(*) FILTER (WHERE s.name LIKE '{Span.CHAT}%') AS llm_calls,
-           sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens
+           sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens,
+           -- (only model calls' attributes are parsed: CASE evaluates lazily)
+           sum(CASE WHEN s.input_tokens IS NOT NULL
+                    THEN {a(Attr.GEN_AI_CACHED_TOKENS, "BIGINT", "s")} END) AS cached_tokens,
+           sum(CASE WHEN s.input_tokens IS NOT NULL
+                    THEN {a(Attr.GEN_AI_REASONING_TOKENS, "BIGINT", "s")} END) AS reasoning_tokens
     FROM spans s WHERE s.parent_span_id IS NOT NULL GROUP BY trace_id
 ) u ON u.trace_id = r.trace_id
 LEFT JOIN (
@@ -197,7 +203,8 @@ SELECT run_id, min(started_at) AS started_at,
        count(*) FILTER (WHERE outcome NOT IN ({_SCORED}) AND NOT superseded) AS errors,
        string_agg(DISTINCT agent, ', ') AS agents, string_agg(DISTINCT model, ', ') AS models,
        count(DISTINCT task) AS tasks, sum(input_tokens) AS input_tokens,
-       sum(output_tokens) AS output_tokens,
+       sum(output_tokens) AS output_tokens, sum(cached_tokens) AS cached_tokens,
+       sum(reasoning_tokens) AS reasoning_tokens,
        count(*) FILTER (WHERE superseded) AS superseded
 FROM trials GROUP BY run_id""",
     "commands": f"""
@@ -246,6 +253,8 @@ SELECT {_CTX}, s.trace_id, s.span_id, s.model,
        {a(Attr.GEN_AI_RESPONSE_ID)} AS response_id,
        s.input_tokens, s.output_tokens,
        {a(Attr.GEN_AI_CACHED_TOKENS, "BIGINT")} AS cached_tokens,
+       {a(Attr.GEN_AI_REASONING_TOKENS, "BIGINT")} AS reasoning_tokens,
+       {a(Attr.PREVIOUS_RESPONSE_ID)} AS previous_response_id,
        json_extract(s.attributes, '$."{Attr.GEN_AI_FINISH_REASONS}"') AS finish_reasons,
        {_TIME.format("s")} AS started_at, s.duration_ns / 1e6 AS duration_ms,
        {a(Attr.REQUEST_BLOB)} AS request_sha256,
@@ -256,8 +265,10 @@ WHERE s.name LIKE '{Span.CHAT}%' OR {a(Attr.GEN_AI_OPERATION)} = '{Span.CHAT}'""
 SELECT {_CTX}, s.trace_id, s.span_id, {a(Attr.GEN_AI_TOOL_NAME)} AS tool_name,
        {a(Attr.GEN_AI_TOOL_CALL_ID)} AS call_id,
        {a(Attr.GEN_AI_TOOL_CALL_ARGUMENTS)} AS arguments,
+       coalesce({a(Attr.GEN_AI_TOOL_CALL_RESULT)}, br.text) AS result,
        {_TIME.format("s")} AS started_at, s.duration_ns / 1e6 AS duration_ms, s.status_code
 FROM spans s {_ROOT_JOIN}
+LEFT JOIN blobs br ON br.ref = {a(Attr.GEN_AI_TOOL_CALL_RESULT + Attr.BLOB_SUFFIX)}
 WHERE s.name LIKE '{Span.EXECUTE_TOOL}%' OR {a(Attr.GEN_AI_OPERATION)} = '{Span.EXECUTE_TOOL}'""",
     "scores": f"""
 SELECT {_CTX}, s.trace_id, s.span_id,
@@ -277,8 +288,9 @@ VIEW_DOCS: dict[str, str] = {
     "commands": "one row per sandbox command: command line, exit code, output refs and text, cost",
     "file_changes": "one row per path a command changed: op, type, hashes, diff ref and text",
     "resource_samples": "periodic container samples: cpu, memory, pids, block and network IO",
-    "llm_calls": "one row per model call: model, tokens, finish reason, request/response refs",
-    "tool_calls": "one row per tool call: tool, call id, arguments",
+    "llm_calls": "one row per model call: model, tokens (cached, reasoning), finish reason, "
+    "response id and the one it continued, request/response refs",
+    "tool_calls": "one row per tool call: tool, call id, arguments, result",
     "scores": "one row per reward key of a trial's verifier",
 }
 

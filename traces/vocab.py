@@ -95,10 +95,16 @@ class Attr:
     GEN_AI_INPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
     GEN_AI_OUTPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
     GEN_AI_CACHED_TOKENS: Final = _gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+    GEN_AI_REASONING_TOKENS: Final = _gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
     GEN_AI_TOOL_NAME: Final = _gen_ai.GEN_AI_TOOL_NAME
     GEN_AI_TOOL_CALL_ID: Final = _gen_ai.GEN_AI_TOOL_CALL_ID
     GEN_AI_TOOL_CALL_ARGUMENTS: Final = _gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS
+    GEN_AI_TOOL_CALL_RESULT: Final = _gen_ai.GEN_AI_TOOL_CALL_RESULT
     API: Final = "harness.api"  # responses | chat
+    SHELL_TOOL: Final = "harness.shell_tool"  # native | function: how the shell was offered
+    # The response a stateful (store=true) request continued: the chain replay follows.
+    PREVIOUS_RESPONSE_ID: Final = "harness.request.previous_response_id"
+    REASONING_SUMMARY: Final = "harness.reasoning.summary"  # when summaries were requested
     REQUEST_BLOB: Final = "harness.request.sha256"
     RESPONSE_BLOB: Final = "harness.response.sha256"
     TOOL_ERROR: Final = "harness.tool.error"

@@ -1,11 +1,13 @@
-"""The ``openai`` agent: a model drives the trial's sandbox through a ``shell`` tool.
+"""The ``openai`` agent: a model drives the trial's sandbox through the shell tool.
 
-The tool's arguments and results are shaped like the hosted shell tool's (``commands``,
-``timeout_ms``, ``max_output_length``; per command stdout, stderr and an exit or timeout
-outcome), so prompts written for hosted containers carry over. It speaks the Responses API,
-or Chat Completions (``api="chat"``) for OpenAI-compatible servers without it (vLLM,
-llama.cpp, Ollama). Every model call is a ``chat {model}`` span with GenAI attributes and the
-full request and response as blobs: enough to replay the trial without the model.
+It speaks the Responses API with its native ``shell`` tool (the model emits ``shell_call``
+items and gets ``shell_call_output`` back, as it was trained to), or offers the shell as a
+function tool (``--shell-tool function``) for OpenAI-compatible servers without the native
+one, or speaks Chat Completions (``--api chat``) for servers without the Responses API (vLLM,
+llama.cpp, Ollama). Reasoning state is kept either way the API allows: stateless, passing
+encrypted reasoning back, or stateful (``--store``), threading ``previous_response_id``.
+Every model call is a ``chat {model}`` span with GenAI attributes and the full request and
+response as blobs: enough to replay the trial without the model.
 """
 
 from __future__ import annotations
@@ -16,52 +18,22 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from traces.vocab import Attr, Span
 
-from ._agent import AgentContext, AgentOptions, AgentSession, TimeUp
+from . import _shell_tool as shell
+from ._agent import AgentContext, AgentOptions, AgentSession
+from ._conversation import FUNCTION, NATIVE, Chat, Conversation, Responses, ToolCall, Turn
 
-SYSTEM = (
-    "You are an autonomous agent working in a Linux container through the `shell` tool. "
-    "Commands run in a persistent bash session (cd and exported variables persist). Work "
-    "step by step, check your results, and reply with a short summary when the task is done."
-)
-
-SHELL_PARAMS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "commands": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "Shell commands to run in order.",
-        },
-        "timeout_ms": {"type": "integer", "description": "Per-command timeout in ms."},
-        "max_output_length": {
-            "type": "integer",
-            "description": "Max characters of output per stream.",
-        },
-    },
-    "required": ["commands"],
-}
-SHELL_DESCRIPTION = "Run shell commands in the task's Linux container."
-TOOLS = ("shell",)  # the tools the model is given
+TOOLS = (shell.NAME,)  # the tools the model is given
 
 # Why the agent stopped (recorded as Attr.AGENT_STOP_REASON and ctx.info["stop_reason"]).
 DONE, MAX_STEPS, DEADLINE, ERROR = "done", "max_steps", "deadline", "error"
-
-
-def truncate(text: str, limit: int) -> str:
-    """Head and tail of ``text`` within ``limit`` characters, with a visible marker."""
-    if len(text) <= limit:
-        return text
-    half = max(0, limit // 2)
-    return f"{text[:half]}\n[... {len(text) - 2 * half} characters omitted ...]\n{text[-half:]}"
 
 
 class OpenAIOptions(AgentOptions):
@@ -70,6 +42,15 @@ class OpenAIOptions(AgentOptions):
         default=None, description="OpenAI-compatible endpoint (default: OpenAI's)."
     )
     api: str = Field(default="responses", description="openai agent: responses or chat.")
+    shell_tool: str | None = Field(
+        default=None,
+        description="openai agent: native (the default) or function (for servers without "
+        "the native shell tool; always so with --api chat).",
+    )
+    store: bool = Field(
+        default=False,
+        description="openai agent: the API keeps the conversation (previous_response_id).",
+    )
     api_key_env: str = Field(
         default="OPENAI_API_KEY", description="Environment variable holding the API key."
     )
@@ -77,6 +58,10 @@ class OpenAIOptions(AgentOptions):
     temperature: float | None = Field(default=None, description="Sampling temperature.")
     seed: int | None = Field(default=None, description="Sampling seed.")
     reasoning_effort: str | None = Field(default=None, description="low, medium or high.")
+    reasoning_summary: str | None = Field(
+        default=None,
+        description="openai agent: ask for reasoning summaries: auto, concise, detailed.",
+    )
     max_output_length: int = Field(
         default=16_000, description="openai agent: characters of output the model is shown."
     )
@@ -89,6 +74,45 @@ class OpenAIOptions(AgentOptions):
         if v not in ("responses", "chat"):
             raise ValueError(f"api must be 'responses' or 'chat', not {v!r}")
         return v
+
+    @field_validator("shell_tool")
+    @classmethod
+    def _shell_tool(cls, v: str | None) -> str | None:
+        if v not in (None, NATIVE, FUNCTION):
+            raise ValueError(f"shell tool must be {NATIVE!r} or {FUNCTION!r}, not {v!r}")
+        return v
+
+    @field_validator("reasoning_summary")
+    @classmethod
+    def _summary(cls, v: str | None) -> str | None:
+        if v not in (None, "auto", "concise", "detailed"):
+            raise ValueError(f"reasoning summary must be auto, concise or detailed, not {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _fits_the_api(self) -> OpenAIOptions:
+        if self.api == "chat":
+            given = [
+                flag
+                for flag, bad in (
+                    ("--shell-tool native", self.shell_tool == NATIVE),
+                    ("--store", self.store),
+                    ("--reasoning-summary", self.reasoning_summary is not None),
+                )
+                if bad
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} needs --api responses: Chat Completions has only "
+                    "function tools and keeps no conversation"
+                )
+        return self
+
+    def tool_mode(self) -> str:
+        """How the shell is offered: native with the Responses API unless told otherwise."""
+        if self.api == "chat":
+            return FUNCTION
+        return self.shell_tool or NATIVE
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -121,58 +145,8 @@ class ModelResponseError(RuntimeError):
     """A model server's answer could not be read as the API's JSON."""
 
 
-class ToolArgumentError(ValueError):
-    """A tool call's arguments do not fit the tool's schema; the model is told why."""
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    call_id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ShellArgs:
-    commands: list[str]
-    timeout_s: float | None
-    max_output_length: int | None
-
-
-def parse_shell_args(raw: str) -> ShellArgs:
-    """The shell tool's arguments, checked against its schema.
-
-    Raises:
-        ToolArgumentError: what is wrong, in words the model can act on.
-    """
-    try:
-        args = json.loads(raw)
-    except ValueError as exc:
-        raise ToolArgumentError(f"arguments are not JSON ({exc})") from None
-    if not isinstance(args, dict):
-        raise ToolArgumentError(f"arguments must be a JSON object, not {type(args).__name__}")
-    commands = args.get("commands")
-    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-        raise ToolArgumentError(f"commands must be a list of strings, got {commands!r}")
-    timeout_ms = args.get("timeout_ms")
-    if timeout_ms is not None and not _positive_number(timeout_ms):
-        raise ToolArgumentError(
-            f"timeout_ms must be a positive integer (milliseconds), got {timeout_ms!r}"
-        )
-    limit = args.get("max_output_length")
-    if limit is not None and not (_positive_number(limit) and float(limit).is_integer()):
-        raise ToolArgumentError(
-            f"max_output_length must be a positive integer (characters), got {limit!r}"
-        )
-    return ShellArgs(
-        commands,
-        float(timeout_ms) / 1000 if timeout_ms is not None else None,
-        int(limit) if limit is not None else None,
-    )
-
-
-def _positive_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+class NativeShellRejected(RuntimeError):
+    """The endpoint or model refused the native shell tool."""
 
 
 class OpenAIAgent:
@@ -188,28 +162,33 @@ class OpenAIAgent:
     Options = OpenAIOptions
 
     def __init__(self, options: OpenAIOptions | None = None) -> None:
-        o = options or OpenAIOptions()
-        self.options = o
+        self.options = o = options or OpenAIOptions()
         self.model, self.base_url, self.api = o.model, o.base_url, o.api
-        self.api_key_env = o.api_key_env
-        self.max_steps, self.temperature, self.seed = o.max_steps, o.temperature, o.seed
-        self.reasoning_effort = o.reasoning_effort
-        self.max_output_length, self.retries, self.backoff_s = (
-            o.max_output_length,
-            o.retries,
-            o.backoff_s,
-        )
+        self.shell_tool = o.tool_mode()
 
     def _client(self) -> Any:
         import openai
 
-        key = os.environ.get(self.api_key_env)
+        key = os.environ.get(self.options.api_key_env)
         if not key:
             raise RuntimeError(
-                f"no API key: set {self.api_key_env} in harness's environment "
+                f"no API key: set {self.options.api_key_env} in harness's environment "
                 "(it is never passed into the container or the record)"
             )
         return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0)
+
+    def _conversation(self, instruction: str) -> Conversation:
+        o = self.options
+        if self.api == "chat":
+            return Chat(instruction, reasoning_effort=o.reasoning_effort)
+        reasoning = {
+            k: v
+            for k, v in (("effort", o.reasoning_effort), ("summary", o.reasoning_summary))
+            if v is not None
+        }
+        return Responses(
+            instruction, shell_tool=self.shell_tool, store=o.store, reasoning=reasoning or None
+        )
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -225,76 +204,35 @@ class OpenAIAgent:
     def _loop(self, instruction: str, session: AgentSession, ctx: AgentContext) -> str:
         client = self._client()
         tracer = ctx.tracer or trace.get_tracer("harness.agent")
-        ctx.info.update({"model": self.model, "api": self.api})
-        if self.api == "responses":
-            items: list[dict[str, Any]] = [{"role": "user", "content": instruction}]
-        else:
-            items = [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": instruction},
-            ]
-        for _ in range(self.max_steps):
+        ctx.info.update({"model": self.model, "api": self.api, "shell_tool": self.shell_tool})
+        conversation = self._conversation(instruction)
+        for _ in range(self.options.max_steps):
             if session.remaining() <= 0:
                 return DEADLINE
-            data = self._call(client, tracer, ctx, session, items)
-            if data is None:
+            turn = self._call(client, tracer, ctx, session, conversation)
+            if turn is None:
                 return DEADLINE
-            calls = self._tool_calls(data, items)
-            if not calls:
+            if not turn.calls:
                 return DONE  # the model answered without a tool call
-            for i, call in enumerate(calls):
+            for i, call in enumerate(turn.calls):
                 if session.remaining() <= 0:
-                    for late in calls[i:]:
+                    for late in turn.calls[i:]:
                         self._refuse(tracer, late)
                     return DEADLINE
-                output = self._tool(tracer, session, call)
-                if self.api == "responses":
-                    items.append(
-                        {"type": "function_call_output", "call_id": call.call_id, "output": output}
-                    )
-                else:
-                    items.append({"role": "tool", "tool_call_id": call.call_id, "content": output})
+                if not self._tool(tracer, session, conversation, call):
+                    return DEADLINE
         return DEADLINE if session.remaining() <= 0 else MAX_STEPS
 
-    def _request(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        if self.api == "responses":
-            req: dict[str, Any] = {
-                "model": self.model,
-                "instructions": SYSTEM,
-                "input": items,
-                "store": False,
-                "tools": [
-                    {
-                        "type": "function",
-                        "name": "shell",
-                        "description": SHELL_DESCRIPTION,
-                        "parameters": SHELL_PARAMS,
-                    }
-                ],
-            }
-            if self.reasoning_effort:
-                req["reasoning"] = {"effort": self.reasoning_effort}
-        else:
-            req = {
-                "model": self.model,
-                "messages": items,
-                "tools": [
-                    {
-                        "type": "function",
-                        "function": {
-                            "name": "shell",
-                            "description": SHELL_DESCRIPTION,
-                            "parameters": SHELL_PARAMS,
-                        },
-                    }
-                ],
-            }
-            if self.seed is not None:
-                req["seed"] = self.seed
-            if self.reasoning_effort:
-                req["reasoning_effort"] = self.reasoning_effort
-        if self.temperature is not None:
-            req["temperature"] = self.temperature
+    def _request(self, conversation: Conversation) -> dict[str, Any]:
+        """The next request: the conversation's body plus the model and sampling options."""
+        o = self.options
+        req = {"model": self.model, **conversation.request()}
+        if o.temperature is not None:
+            req["temperature"] = o.temperature
+        if o.seed is not None and self.api == "chat":
+            req["seed"] = o.seed
+        elif o.seed is not None:
+            req["extra_body"] = {"seed": o.seed}  # not a Responses API parameter
         return req
 
     def _call(
@@ -303,15 +241,13 @@ class OpenAIAgent:
         tracer: Any,
         ctx: AgentContext,
         session: AgentSession,
-        items: list[dict[str, Any]],
-    ) -> dict[str, Any] | None:
+        conversation: Conversation,
+    ) -> Turn | None:
         """One model call (with its retries) as a ``chat {model}`` span; None when the agent's
         time ran out before the model answered."""
         import openai
 
-        req = self._request(items)
-        if self.api == "responses" and self.seed is not None:
-            req["extra_body"] = {"seed": self.seed}
+        req = self._request(conversation)
         create = (
             client.responses if self.api == "responses" else client.chat.completions
         ).with_raw_response.create
@@ -323,8 +259,11 @@ class OpenAIAgent:
                 Attr.GEN_AI_SYSTEM: "openai",
                 Attr.GEN_AI_REQUEST_MODEL: self.model,
                 Attr.API: self.api,
+                Attr.SHELL_TOOL: self.shell_tool,
             },
         ) as span:
+            if req.get("previous_response_id"):
+                span.set_attribute(Attr.PREVIOUS_RESPONSE_ID, req["previous_response_id"])
             if ctx.put_blob is not None:
                 logged = {k: v for k, v in req.items() if k != "extra_body"}
                 logged.update(req.get("extra_body") or {})
@@ -342,6 +281,13 @@ class OpenAIAgent:
                     raw = create(**req, timeout=left)
                     break
                 except (
+                    openai.BadRequestError,
+                    openai.NotFoundError,
+                    openai.UnprocessableEntityError,
+                ) as exc:
+                    self._explain_refusal(exc)
+                    raise
+                except (
                     openai.RateLimitError,
                     openai.InternalServerError,
                     openai.APIConnectionError,
@@ -356,9 +302,10 @@ class OpenAIAgent:
                         return None
                     response = getattr(exc, "response", None)
                     asked = retry_after(response.headers) if response is not None else None
-                    wanted = asked if asked is not None else self.backoff_s * (2**attempt)
+                    wanted = asked if asked is not None else self.options.backoff_s * (2**attempt)
                     # Never past the deadline; nothing to wait for once giving up.
-                    delay = 0.0 if attempt == self.retries else min(wanted, session.remaining())
+                    last = attempt == self.options.retries
+                    delay = 0.0 if last else min(wanted, session.remaining())
                     event: dict[str, Any] = {
                         "attempt": attempt + 1,
                         "http.status_code": getattr(exc, "status_code", None) or 0,
@@ -368,33 +315,46 @@ class OpenAIAgent:
                     if asked is not None:
                         event[Attr.RETRY_AFTER] = asked
                     span.add_event("retry", event)
-                    if attempt == self.retries:
+                    if last:
                         span.set_status(Status(StatusCode.ERROR, f"gave up after {attempt + 1}"))
                         raise
                     time.sleep(delay)
                     attempt += 1
-            data = self._read(raw, span, ctx)
-            usage = data.get("usage") or {}
-            if self.api == "responses":
-                tin, tout = usage.get("input_tokens"), usage.get("output_tokens")
-                cached = (usage.get("input_tokens_details") or {}).get("cached_tokens")
-                finish = [str(data.get("status", ""))]
-            else:
-                tin, tout = usage.get("prompt_tokens"), usage.get("completion_tokens")
-                cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-                finish = [str(c.get("finish_reason")) for c in data.get("choices", [])]
+            turn = conversation.take(self._read(raw, span, ctx))
             attrs = {
-                Attr.GEN_AI_RESPONSE_ID: data.get("id"),
-                Attr.GEN_AI_RESPONSE_MODEL: data.get("model"),
-                Attr.GEN_AI_INPUT_TOKENS: tin,
-                Attr.GEN_AI_OUTPUT_TOKENS: tout,
-                Attr.GEN_AI_CACHED_TOKENS: cached,
-                Attr.GEN_AI_FINISH_REASONS: finish,
+                Attr.GEN_AI_RESPONSE_ID: turn.response_id,
+                Attr.GEN_AI_RESPONSE_MODEL: turn.response_model,
+                Attr.GEN_AI_INPUT_TOKENS: turn.input_tokens,
+                Attr.GEN_AI_OUTPUT_TOKENS: turn.output_tokens,
+                Attr.GEN_AI_CACHED_TOKENS: turn.cached_tokens,
+                Attr.GEN_AI_REASONING_TOKENS: turn.reasoning_tokens,
+                Attr.GEN_AI_FINISH_REASONS: turn.finish_reasons,
+                Attr.REASONING_SUMMARY: turn.reasoning_summary,
             }
             span.set_attributes({k: v for k, v in attrs.items() if v is not None})
-            for key, value in (("input_tokens", tin), ("output_tokens", tout)):
+            for key, value in (
+                ("input_tokens", turn.input_tokens),
+                ("output_tokens", turn.output_tokens),
+                ("cached_tokens", turn.cached_tokens),
+                ("reasoning_tokens", turn.reasoning_tokens),
+            ):
                 ctx.info[key] = ctx.info.get(key, 0) + int(value or 0)
-        return data
+        return turn
+
+    def _explain_refusal(self, exc: Any) -> None:
+        """A request refused because of the native shell tool says so, and names the fix."""
+        if self.shell_tool != NATIVE:
+            return
+        body = getattr(exc, "body", None)
+        message = str(body.get("message", "")) if isinstance(body, dict) else str(exc)
+        if "shell" not in message.lower():
+            return
+        raise NativeShellRejected(
+            f"the model server at {self.base_url or 'OpenAI'} refused the native shell tool for "
+            f"model {self.model!r} (HTTP {getattr(exc, 'status_code', '?')}: {message}). "
+            "If this endpoint or model has no native shell tool, run with --shell-tool "
+            "function to offer the shell as a function tool instead."
+        ) from None
 
     def _read(self, raw: Any, span: Any, ctx: AgentContext) -> dict[str, Any]:
         """The response's JSON object; a clear error naming the URL for anything else."""
@@ -420,30 +380,7 @@ class OpenAIAgent:
         assert isinstance(data, dict)
         return data
 
-    def _tool_calls(self, data: dict[str, Any], items: list[dict[str, Any]]) -> list[ToolCall]:
-        """Append the model's turn to the conversation; return its function calls."""
-        calls: list[ToolCall] = []
-        if self.api == "responses":
-            for item in data.get("output") or []:
-                items.append(item)
-                if item.get("type") == "function_call":
-                    calls.append(
-                        ToolCall(
-                            str(item.get("call_id")),
-                            str(item.get("name", "")),
-                            str(item.get("arguments", "")),
-                        )
-                    )
-            return calls
-        choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        items.append({k: v for k, v in message.items() if v is not None})
-        for tc in message.get("tool_calls") or []:
-            fn = tc.get("function") or {}
-            calls.append(
-                ToolCall(str(tc.get("id")), str(fn.get("name", "")), str(fn.get("arguments", "")))
-            )
-        return calls
+    # -- tool calls ----------------------------------------------------------------------
 
     def _span(self, tracer: Any, call: ToolCall) -> Any:
         return tracer.start_as_current_span(
@@ -462,51 +399,43 @@ class OpenAIAgent:
             span.set_attribute(Attr.REFUSED_REASON, DEADLINE)
             span.set_status(Status(StatusCode.ERROR, "refused: the agent's time is up"))
 
-    def _tool(self, tracer: Any, session: AgentSession, call: ToolCall) -> str:
+    def _tool(
+        self, tracer: Any, session: AgentSession, conversation: Conversation, call: ToolCall
+    ) -> bool:
+        """Run one tool call and answer it; False when the agent's time ran out in it."""
         with self._span(tracer, call) as span:
-            if call.name not in TOOLS:
-                message = (
-                    f"unknown tool {call.name!r}: the tools you have are "
-                    f"{', '.join(TOOLS)}. Call shell with JSON like "
-                    '{"commands": ["ls -la"]}.'
-                )
-                span.set_status(Status(StatusCode.ERROR, "unknown tool"))
+            args = self._arguments(call)
+            if isinstance(args, tuple):
+                status, message = args
+                span.set_status(Status(StatusCode.ERROR, status))
                 span.set_attribute(Attr.TOOL_ERROR, message)
-                return json.dumps({"error": message})
-            try:
-                args = parse_shell_args(call.arguments)
-            except ToolArgumentError as exc:
-                span.set_status(Status(StatusCode.ERROR, "malformed arguments"))
-                span.set_attribute(Attr.TOOL_ERROR, str(exc))
-                return json.dumps(
-                    {
-                        "error": f"invalid arguments for shell: {exc}. Expected JSON like "
-                        '{"commands": ["ls -la"], "timeout_ms": 60000, '
-                        '"max_output_length": 4000}.'
-                    }
-                )
-            limit = args.max_output_length or self.max_output_length
-            results = []
-            for command in args.commands:
-                try:
-                    if session.remaining() <= 0:
-                        raise TimeUp(f"the agent's time is up; {command!r} was not run")
-                    r = session.run(command, timeout=args.timeout_s)
-                except TimeUp:
-                    # Commands after the deadline are not run: the loop ends after this call.
-                    span.set_attribute(Attr.REFUSED_REASON, DEADLINE)
-                    span.set_status(Status(StatusCode.ERROR, "refused: the agent's time is up"))
-                    break
-                outcome = (
-                    {"type": "timeout"}
-                    if r.timed_out
-                    else {"type": "exit", "exit_code": r.exit_code}
-                )
-                results.append(
-                    {
-                        "stdout": truncate(r.stdout_text, limit),
-                        "stderr": truncate(r.stderr_text, limit),
-                        "outcome": outcome,
-                    }
-                )
-            return json.dumps({"output": results})
+                answer = conversation.answer(call, None, message)
+                span.set_attribute(Attr.GEN_AI_TOOL_CALL_RESULT, answer)
+                return True
+            result = shell.run_commands(session, args, self.options.max_output_length)
+            span.set_attribute(
+                Attr.GEN_AI_TOOL_CALL_RESULT, conversation.answer(call, result, None)
+            )
+            if result.refused:
+                # Commands after the deadline are not run: the loop ends after this call.
+                span.set_attribute(Attr.REFUSED_REASON, DEADLINE)
+                span.set_status(Status(StatusCode.ERROR, "refused: the agent's time is up"))
+                return False
+            return True
+
+    @staticmethod
+    def _arguments(call: ToolCall) -> shell.ShellArgs | tuple[str, str]:
+        """The call's checked arguments, or why it cannot run: (status, words for the model)."""
+        if call.name not in TOOLS:
+            return "unknown tool", (
+                f"unknown tool {call.name!r}: the tools you have are {', '.join(TOOLS)}. "
+                'Call shell with JSON like {"commands": ["ls -la"]}.'
+            )
+        try:
+            if call.native:
+                return shell.check_action(call.action)
+            return shell.parse_arguments(call.arguments)
+        except shell.ToolArgumentError as exc:
+            return "malformed arguments", (
+                f"invalid arguments for shell: {exc}. Expected JSON like {shell.EXAMPLE}."
+            )

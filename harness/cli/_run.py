@@ -314,7 +314,9 @@ def _stop_on_signals(control: Any) -> Any:
 def _print_summary(run_id: str, summary: dict[str, Any]) -> None:
     table = Table(title=f"run {run_id}", header_style="bold")
     with_outcomes = bool(summary["errors"])  # then say per task how its trials ended
-    columns = ["task", "trials", "pass rate", "mean reward", "mean steps", "tokens in/out"]
+    with_tokens = bool(summary["input_tokens"] or summary["output_tokens"])
+    columns = ["task", "trials", "pass rate", "mean reward", "mean steps"]
+    columns += ["tokens in (cached)/out (reasoning)", "cost"] if with_tokens else []
     columns += ["mean time", *(["outcomes"] if with_outcomes else [])]
     for col in columns:
         table.add_column(col)
@@ -328,7 +330,7 @@ def _print_summary(run_id: str, summary: dict[str, Any]) -> None:
             f"{row['pass_rate']:.0%}",
             reward,
             steps,
-            f"{row['input_tokens']}/{row['output_tokens']}",
+            *([_tokens(row), _cost(row["cost_usd"])] if with_tokens else []),
             f"{row['mean_duration_s']:.1f} s",
             *([outcomes] if with_outcomes else []),
         )
@@ -340,11 +342,25 @@ def _print_summary(run_id: str, summary: dict[str, Any]) -> None:
         f"{summary['passed']}/{summary['trials']} trials  {ks}",
         highlight=False,
     )
+    if with_tokens:
+        out.print(f"tokens {_tokens(summary)}, cost {_cost(summary['cost_usd'])}", highlight=False)
     if summary["errors"]:
         out.print(
             "errors: " + ", ".join(f"{k} {v}" for k, v in summary["errors"].items()),
             highlight=False,
         )
+
+
+def _tokens(row: dict[str, Any]) -> str:
+    return (
+        f"{row['input_tokens']:,} ({row['cached_tokens']:,})/"
+        f"{row['output_tokens']:,} ({row['reasoning_tokens']:,})"
+    )
+
+
+def _cost(usd: float | None) -> str:
+    """Dollars at list price; "n/a" for a model with no known price."""
+    return "n/a" if usd is None else f"${usd:.4f}"
 
 
 def runs(

@@ -27,6 +27,17 @@ def test_options_are_validated_by_the_agents_own_model(tmp_path: Path) -> None:
         load_agent("openai", {"api": "soap"})
 
 
+def test_openai_shell_tool_options_fit_the_api() -> None:
+    assert load_agent("openai").shell_tool == "native"  # type: ignore[attr-defined]
+    assert load_agent("openai", {"api": "chat"}).shell_tool == "function"  # type: ignore[attr-defined]
+    with pytest.raises(AgentError, match="shell tool must be 'native' or 'function'"):
+        validate_options("openai", {"shell_tool": "hosted"})
+    with pytest.raises(AgentError, match=r"--shell-tool native, --store needs --api responses"):
+        validate_options("openai", {"api": "chat", "shell_tool": "native", "store": True})
+    with pytest.raises(AgentError, match="reasoning summary must be auto, concise or detailed"):
+        validate_options("openai", {"reasoning_summary": "long"})
+
+
 def test_a_script_path_is_stored_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "s.yaml").write_text("commands: [ls]\n")
     monkeypatch.chdir(tmp_path)

@@ -1,18 +1,13 @@
-"""The openai agent against a real HTTP server on 127.0.0.1 speaking the Responses and Chat
-Completions APIs with scripted replies, through the real ``openai`` client. The server keeps
-the APIs' documented rules: a bearer key, every function call answered by its output (and no
-output without its call), and ``Retry-After`` on its rate limits."""
+"""The openai agent against a strict stand-in for the OpenAI API (``openai_api``: a real HTTP
+server on 127.0.0.1 with scripted replies that enforces the API's rules), through the real
+``openai`` client: the native shell tool and the function tool, stateless and stateful
+reasoning state, Chat Completions, retries, deadlines and unreadable answers."""
 
 from __future__ import annotations
 
 import email.utils
 import json
-import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +16,19 @@ import pytest
 import traces
 from harness import Task, load_agent, load_task, run_trial, task_image
 from harness.agents._openai import retry_after
+from reports._cost import cost_usd
 from sandbox import DEFAULT_IMAGE
 from tests.conftest import harness_cli
+from tests.harness.openai_api import (
+    Model,
+    Reply,
+    function_call,
+    message,
+    reasoning,
+    response,
+    shell_call,
+    usage,
+)
 from traces.vocab import Attr, Span
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,181 +42,15 @@ FIXED = """def median(values):
 """
 
 
-@dataclass
-class Reply:
-    """One scripted answer: a status, a JSON body (or raw bytes), headers (a callable is
-    evaluated when the answer is sent), or no answer at all (``hang``)."""
-
-    status: int = 200
-    body: dict[str, Any] | bytes = field(default_factory=dict)
-    headers: dict[str, str | Callable[[], str]] = field(default_factory=dict)
-    hang: bool = False
-
-
-class Model:
-    """Scripted replies, served in order; every request is kept for assertions, with the
-    time it arrived."""
-
-    def __init__(self, replies: list[Reply | tuple[int, dict[str, Any]]]) -> None:
-        self.replies = [r if isinstance(r, Reply) else Reply(*r) for r in replies]
-        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-        self.times: list[float] = []
-        self.release = threading.Event()  # ends any hanging answer
-
-
-def _api_error(path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, str]:
-    """The API's own refusal of a request that breaks its documented rules, or (0, '')."""
-    if not headers.get("authorization", "").startswith("Bearer "):
-        return 401, "You didn't provide an API key."
-    if path.endswith("/responses"):
-        calls = set()
-        for item in body.get("input") or []:
-            if item.get("type") == "function_call":
-                calls.add(item["call_id"])
-            elif item.get("type") == "function_call_output":
-                if item["call_id"] not in calls:
-                    return 400, (
-                        "No tool call found for function call output with call_id "
-                        f"{item['call_id']}."
-                    )
-                calls.discard(item["call_id"])
-        if calls:
-            return 400, f"No tool output found for function call {sorted(calls)[0]}."
-    elif path.endswith("/chat/completions"):
-        pending: set[str] = set()
-        for msg in body.get("messages") or []:
-            if msg.get("role") == "tool":
-                if msg.get("tool_call_id") not in pending:
-                    return 400, (
-                        "Invalid parameter: messages with role 'tool' must be a response to a "
-                        "preceeding message with 'tool_calls'."
-                    )
-                pending.discard(msg["tool_call_id"])
-            elif pending:
-                break
-            if msg.get("role") == "assistant" and msg.get("tool_calls"):
-                pending = {tc["id"] for tc in msg["tool_calls"]}
-        if pending:
-            return 400, (
-                "An assistant message with 'tool_calls' must be followed by tool messages "
-                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
-                f"response messages: {', '.join(sorted(pending))}"
-            )
-    return 0, ""
-
-
-def _server(model: Model) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            model.times.append(time.monotonic())
-            model.requests.append((self.path, headers, body))
-            status, message = _api_error(self.path, headers, body)
-            if status:
-                error = {"error": {"message": message, "type": "invalid_request_error"}}
-                self._send(status, json.dumps(error).encode(), {"Content-Type": "application/json"})
-                return
-            if not model.replies:
-                self._send(500, b'{"error": {"message": "no scripted reply left"}}', {})
-                return
-            reply = model.replies.pop(0)
-            if reply.hang:
-                model.release.wait()
-                return
-            out = {k: v() if callable(v) else v for k, v in reply.headers.items()}
-            if isinstance(reply.body, bytes):
-                data = reply.body
-            else:
-                data = json.dumps(reply.body).encode()
-                out.setdefault("Content-Type", "application/json")
-            self._send(reply.status, data, out)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[tuple[ThreadingHTTPServer, Model]] = []
-
-    def start(model: Model) -> str:
-        srv = _server(model)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append((srv, model))
-        return f"http://127.0.0.1:{srv.server_address[1]}/v1"
-
-    yield start
-    for srv, model in servers:
-        model.release.set()
-        srv.shutdown()
-
-
-def function_call(i: int, args: str | dict[str, Any], name: str = "shell") -> dict[str, Any]:
-    return {
-        "type": "function_call",
-        "id": f"fc_{i}",
-        "call_id": f"call_{i}",
-        "name": name,
-        "arguments": args if isinstance(args, str) else json.dumps(args),
-        "status": "completed",
-    }
-
-
 def call(
     i: int, args: str | dict[str, Any], name: str = "shell", *more: dict[str, Any]
 ) -> tuple[int, dict[str, Any]]:
     """A Responses API answer with one function call (and any ``more``)."""
-    return 200, {
-        "id": f"resp_{i}",
-        "object": "response",
-        "model": "test-model",
-        "status": "completed",
-        "output": [function_call(i, args, name), *more],
-        "usage": {
-            "input_tokens": 100,
-            "output_tokens": 20,
-            "total_tokens": 120,
-            "input_tokens_details": {"cached_tokens": 10},
-        },
-    }
+    return 200, response(i, function_call(i, args, name), *more, use=usage(100, 20, cached=10))
 
 
 def final(i: int) -> tuple[int, dict[str, Any]]:
-    return 200, {
-        "id": f"resp_{i}",
-        "object": "response",
-        "model": "test-model",
-        "status": "completed",
-        "output": [
-            {
-                "type": "message",
-                "id": f"msg_{i}",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": "Done.", "annotations": []}],
-            }
-        ],
-        "usage": {"input_tokens": 100, "output_tokens": 5, "total_tokens": 105},
-    }
-
-
-@pytest.fixture
-def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = "sk-test-" + secrets.token_hex(16)
-    monkeypatch.setenv("OPENAI_API_KEY", key)
-    return key
+    return 200, response(i, message(i), use=usage(100, 5))
 
 
 def test_responses_agent_solves_a_task_with_retries_and_a_malformed_call(
@@ -236,7 +76,10 @@ def test_responses_agent_solves_a_task_with_retries_and_a_malformed_call(
     url = serve(model)
     task, _ = load_task(TASKS / "fix-python-bug")
     assert task is not None
-    agent = load_agent("openai", {"model": "test-model", "base_url": url, "backoff_s": 0.05})
+    agent = load_agent(
+        "openai",
+        {"model": "test-model", "base_url": url, "backoff_s": 0.05, "shell_tool": "function"},
+    )
     store = traces.TraceStore(tmp_path / "t.duckdb")
     with traces.Recorder(store) as rec:
         result = run_trial(task, agent, task_image(task), rec, "run-openai")
@@ -289,6 +132,176 @@ def test_responses_agent_solves_a_task_with_retries_and_a_malformed_call(
             assert api_key.encode() not in traces._store.decode_blob(enc, data)
         attrs = con.execute("SELECT string_agg(attributes::VARCHAR, '') FROM spans").fetchall()
         assert api_key not in attrs[0][0]
+
+
+# -- six turns in each mode: native or function tool, stateless or stateful ----------------
+
+STEPS = [
+    ["cat /app/stats.py"],
+    ["cd /app && ls", "export NOTE=checked"],
+    ["python3 -m unittest test_stats"],  # in /app (cwd persists), and it fails
+    [f"cat > /app/stats.py <<'EOF'\n{FIXED}EOF"],
+    ["python3 -m unittest test_stats", "echo $NOTE"],
+]
+TURN_USAGE = usage(200, 50, cached=100, reasoning=30)
+
+
+def six_turns(native: bool) -> list[Reply | tuple[int, dict[str, Any]]]:
+    """Five turns of reasoning and a shell call (native or function), then a final answer."""
+    turns: list[Reply | tuple[int, dict[str, Any]]] = []
+    for i, commands in enumerate(STEPS, 1):
+        limit = 4000 if i == 2 else None
+        tool = (
+            shell_call(i, commands, max_output_length=limit)
+            if native
+            else function_call(i, {"commands": commands, "max_output_length": limit or 16000})
+        )
+        turns.append((200, response(i, reasoning(i, f"plan {i}"), tool, use=TURN_USAGE)))
+    turns.append((200, response(6, reasoning(6, "plan 6"), message(6), use=TURN_USAGE)))
+    return turns
+
+
+def _present(value: Any) -> Any:
+    """A cell's value, None for SQL NULL (which pandas may show as NaN)."""
+    return None if value is None or value != value else value
+
+
+def _answers(body: dict[str, Any]) -> dict[str, Any]:
+    """A request's answers to tool calls, by call id (parsed)."""
+    found = {}
+    for item in body["input"]:
+        if item.get("type") == "shell_call_output":
+            found[item["call_id"]] = item
+        elif item.get("type") == "function_call_output":
+            found[item["call_id"]] = {**item, "output": json.loads(item["output"])["output"]}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("shell_tool", "store"),
+    [("native", False), ("native", True), ("function", False), ("function", True)],
+)
+def test_six_turns_pass_a_task_in_each_mode(
+    base_image: str, tmp_path: Path, serve: Any, api_key: str, shell_tool: str, store: bool
+) -> None:
+    native = shell_tool == "native"
+    model = Model(six_turns(native))
+    url = serve(model)
+    task, _ = load_task(TASKS / "fix-python-bug")
+    assert task is not None
+    options = {"model": "test-model", "base_url": url, "shell_tool": shell_tool, "store": store}
+    if store:
+        options["reasoning_summary"] = "auto"
+    db = tmp_path / "t.duckdb"
+    with traces.Recorder(traces.TraceStore(db)) as rec:
+        result = run_trial(task, load_agent("openai", options), task_image(task), rec, "run-6")
+    assert result.outcome == "passed", result.error
+    assert model.errors == [] and model.replies == [] and len(model.requests) == 6
+    bodies = [body for _, _, body in model.requests]
+
+    # The shell was offered as asked, and every turn kept the reasoning state as the API wants.
+    tool_types = {t["type"] for b in bodies for t in b["tools"]}
+    assert tool_types == ({"shell"} if native else {"function"})
+    for n, body in enumerate(bodies, 1):
+        assert body["store"] is store
+        if store:
+            assert body.get("previous_response_id") == (f"resp_{n - 1}" if n > 1 else None)
+            assert "include" not in body
+            # Only what is new: the instruction first, then the answer to the last call.
+            assert len(body["input"]) == 1
+        else:
+            assert body["include"] == ["reasoning.encrypted_content"]
+            assert "previous_response_id" not in body
+            sent = [i for i in body["input"] if i.get("type") == "reasoning"]
+            assert [r["id"] for r in sent] == [f"rs_{k}" for k in range(1, n)]
+            assert all(r["encrypted_content"] == model.encrypted[r["id"]] for r in sent)
+
+    # Each call was answered in its own shape, with each command's outcome.
+    answers: dict[str, Any] = {}
+    for body in bodies:
+        answers.update(_answers(body))
+    assert sorted(answers) == [f"call_{i}" for i in range(1, 6)]
+    kind = "shell_call_output" if native else "function_call_output"
+    assert {a["type"] for a in answers.values()} == {kind}
+    assert [len(answers[f"call_{i}"]["output"]) for i in range(1, 6)] == [1, 2, 1, 1, 2]
+    assert "def median" in answers["call_1"]["output"][0]["stdout"]
+    failing = answers["call_3"]["output"][0]
+    assert failing["outcome"]["type"] == "exit" and failing["outcome"]["exit_code"] != 0
+    fixed, note = answers["call_5"]["output"]
+    assert fixed["outcome"] == {"type": "exit", "exit_code": 0}
+    assert note["stdout"] == "checked\n"  # the shell kept its state between calls
+    if native:
+        assert [answers[f"call_{i}"]["max_output_length"] for i in (1, 2)] == [16000, 4000]
+
+    # The record: every call and its chain, tokens, and the tool calls with their results.
+    store_ = traces.TraceStore(db)
+    llm = store_.sql("SELECT * FROM llm_calls ORDER BY started_at")
+    assert list(llm.response_id) == [f"resp_{i}" for i in range(1, 7)]
+    assert list(llm.reasoning_tokens) == [30] * 6 and list(llm.cached_tokens) == [100] * 6
+    chain = [_present(p) for p in llm.previous_response_id]
+    assert chain == ([None] + [f"resp_{i}" for i in range(1, 6)] if store else [None] * 6)
+    finish = [json.loads(f) for f in llm.finish_reasons]
+    assert finish == [["tool_calls"]] * 5 + [["stop"]]
+    summaries = store_.sql(
+        f"SELECT {_attr(Attr.REASONING_SUMMARY)} AS s FROM spans "
+        f"WHERE name LIKE '{Span.CHAT}%' ORDER BY start_ns"
+    ).s
+    assert [_present(x) for x in summaries] == (
+        [f"plan {i}" for i in range(1, 7)] if store else [None] * 6
+    )
+    tools = store_.sql(
+        "SELECT call_id, tool_name, arguments, result FROM tool_calls ORDER BY started_at"
+    )
+    assert list(tools.call_id) == [f"call_{i}" for i in range(1, 6)]
+    assert set(tools.tool_name) == {"shell"}
+    assert json.loads(tools.arguments[3])["commands"] == STEPS[3]
+    recorded = json.loads(tools.result[4])
+    outcomes = [o["outcome"] for o in (recorded if native else recorded["output"])]
+    assert outcomes == [{"type": "exit", "exit_code": 0}] * 2
+    trial = store_.trials()[0]
+    assert (trial.input_tokens, trial.cached_tokens) == (1200, 600)
+    assert (trial.output_tokens, trial.reasoning_tokens) == (300, 180)
+
+
+def test_the_run_summary_shows_tokens_and_cost(
+    base_image: str, tmp_path: Path, serve: Any, api_key: str
+) -> None:
+    model = Model(six_turns(native=True))
+    res = harness_cli(
+        "run",
+        str(TASKS),
+        "--task-filter",
+        "fix-python-bug",
+        "--agent",
+        "openai",
+        "--model",
+        "gpt-5-mini",
+        "--store",
+        "--base-url",
+        serve(model),
+        "--db",
+        str(tmp_path / "t.duckdb"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert model.errors == [] and all(b["store"] for _, _, b in model.requests)
+    usd = cost_usd("gpt-5-mini", 1200, 300, cached_tokens=600)
+    assert usd is not None
+    line = next(x for x in res.stdout.splitlines() if x.startswith("tokens "))
+    assert line == f"tokens 1,200 (600)/300 (180), cost ${usd:.4f}"
+
+
+def test_an_endpoint_without_the_native_shell_tool_names_the_fix(
+    base_image: str, tmp_path: Path, serve: Any, api_key: str
+) -> None:
+    model = Model([final(1)], native_shell=False)
+    result, store = _trial(tmp_path, serve(model), 60)
+    assert result.outcome == "infra_error"
+    assert "native shell tool" in result.error and "--shell-tool function" in result.error
+    assert [e.param for e in model.errors] == ["tools[0].type"]
+    # The same endpoint serves the function tool.
+    model = Model([final(1)], native_shell=False)
+    result, _ = _trial(tmp_path / "again", serve(model), 60, shell_tool="function")
+    assert result.outcome == "failed" and model.errors == [], result.error
 
 
 def test_chat_completions_agent_through_the_cli(
@@ -372,6 +385,7 @@ def test_chat_completions_agent_through_the_cli(
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.splitlines()[-1])
     assert summary["passed"] == 1 and summary["tasks"][0]["input_tokens"] == 120
+    assert summary["cost_usd"] is None  # no list price for this model: none is guessed
     assert [p for p, _, _ in model.requests] == ["/v1/chat/completions"] * 2
     second = model.requests[1][2]["messages"]
     assert second[-1]["role"] == "tool" and second[-1]["tool_call_id"] == "call_a"
@@ -475,7 +489,7 @@ def test_tool_errors_retry_after_and_max_steps(
         ]
     )
     url = serve(model)
-    result, store = _trial(tmp_path, url, 120, backoff_s=0.05, max_steps=4)
+    result, store = _trial(tmp_path, url, 120, backoff_s=0.05, max_steps=4, shell_tool="function")
     assert result.outcome == "failed", result.error  # the agent ran to its end, no crash
     assert model.replies == []
     # Each retry waited as long as the server asked, not the 0.05 s backoff.
@@ -547,7 +561,7 @@ def test_tool_calls_after_the_deadline_are_refused(
     # One turn, two calls: the first uses up the agent's time, the second comes too late.
     late = function_call(2, {"commands": ["touch /tmp/late"]})
     model = Model([call(1, {"commands": ["sleep 30"]}, "shell", late)])
-    result, store = _trial(tmp_path, serve(model), 3)
+    result, store = _trial(tmp_path, serve(model), 3, shell_tool="function")
     assert result.outcome == "agent_timeout", result.error
     assert len(model.requests) == 1  # the loop ended; no model call after the deadline
     tools = store.sql(
