@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry.trace import Link, SpanContext, Status, StatusCode, Tracer
 from opentelemetry.trace import Span as OtelSpan
-from opentelemetry.trace import Status, StatusCode, Tracer
 
 from traces.vocab import Attr, Outcome, Span
 
 SCOPE = "harness.runner"  # the instrumentation scope of everything the runner records
+PROVIDER = "harness"  # gen_ai.provider.name of an agent that calls no model
 
 
 def new_run_id() -> str:
@@ -42,9 +43,18 @@ def trial_root(
     model: str | None = None,
     image_name: str | None = None,
     image_id: str | None = None,
+    provider: str | None = None,
+    run_span: SpanContext | None = None,
 ) -> Iterator[OtelSpan]:
-    """The root span of one trial (current inside the block)."""
+    """The root span of one trial (current inside the block): an ``invoke_agent`` span as
+    the GenAI conventions define it, in the run's session so backends group a run's trials.
+    ``provider`` is the agent's model provider (``gen_ai.provider.name``); an agent without
+    a model is its own provider, ``harness``. A suite's trial links to ``run_span``, its run's
+    ``harness.run`` span, so a backend leads from a run to its trials and back."""
     attrs: dict[str, Any] = {
+        Attr.GEN_AI_OPERATION: Span.TRIAL,
+        Attr.GEN_AI_PROVIDER_NAME: provider or PROVIDER,
+        Attr.SESSION_ID: run_id,
         Attr.RUN_ID: run_id,
         Attr.TASK_ID: task_id,
         Attr.TRIAL_ID: trial_id,
@@ -58,7 +68,8 @@ def trial_root(
         Attr.IMAGE_ID: image_id,
     }
     attrs.update({k: v for k, v in optional.items() if v})
-    with tracer.start_as_current_span(Span.trial(agent), attributes=attrs) as root:
+    links = [Link(run_span)] if run_span is not None else None
+    with tracer.start_as_current_span(Span.trial(agent), attributes=attrs, links=links) as root:
         yield root
 
 
@@ -80,4 +91,5 @@ def finish_trial(
         attrs[Attr.ERROR] = error[:4000]
     root.set_attributes(attrs)
     if Outcome.is_error(outcome):
+        root.set_attribute(Attr.ERROR_TYPE, outcome)
         root.set_status(Status(StatusCode.ERROR, outcome))

@@ -11,9 +11,11 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from opentelemetry.trace import SpanContext, TraceFlags
 
 import traces
 from sandbox import SandboxError
@@ -107,13 +109,33 @@ def load_suite(cfg: RunConfig) -> list[Task]:
     return suite.tasks
 
 
-def record_config(recorder: traces.Recorder, run_id: str, cfg: RunConfig) -> None:
+def record_config(recorder: traces.Recorder, run_id: str, cfg: RunConfig) -> SpanContext:
+    """Record a new run's configuration as its ``harness.run`` span, in the run's session;
+    its trials link to it."""
     tracer = recorder.tracer(SCOPE)
     with tracer.start_as_current_span(
         Span.RUN,
-        attributes={Attr.RUN_ID: run_id, Attr.RUN_CONFIG: cfg.to_json()},
-    ):
-        pass
+        attributes={Attr.RUN_ID: run_id, Attr.SESSION_ID: run_id, Attr.RUN_CONFIG: cfg.to_json()},
+    ) as span:
+        context: SpanContext = span.get_span_context()
+    return context
+
+
+def run_span(store: traces.TraceStore, run_id: str) -> SpanContext | None:
+    """The span context of a recorded run's ``harness.run`` span (for a resume's trials to
+    link to), or None when the store has none."""
+    df = store.sql(
+        "SELECT trace_id, span_id FROM spans WHERE name = ? AND run_id = ? LIMIT 1",
+        [Span.RUN, run_id],
+    )
+    if df.empty:
+        return None
+    return SpanContext(
+        int(df.trace_id[0], 16),
+        int(df.span_id[0], 16),
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
 
 
 def stored_config(store: traces.TraceStore, run_id: str) -> RunConfig:
@@ -145,17 +167,19 @@ def run_suite(
     on_result: Callable[[TrialResult], None] | None = None,
     on_build: Callable[[str], None] | None = None,
     control: RunControl | None = None,
+    run_context: SpanContext | None = None,
 ) -> list[TrialResult]:
     """Run every (task, trial) not in ``skip``; one trial's failure never stops the others.
 
     With ``control``, a stop request starts no more trials, and an abort stops the running
-    ones (they come back interrupted).
+    ones (they come back interrupted). Each trial's root links to ``run_context``, the run's
+    ``harness.run`` span, when given.
     """
     skip = skip or set()
     todo = [(t, i) for t in tasks for i in range(cfg.trials) if (t.id, i) not in skip]
     images: dict[str, TaskImage | BuildError] = {}
     locks: dict[str, threading.Lock] = {t.id: threading.Lock() for t in tasks}
-    settings = cfg.trial_settings()
+    settings = replace(cfg.trial_settings(), run_span=run_context)
 
     def image_for(task: Task) -> TaskImage | BuildError:
         with locks[task.id]:  # one build per task, however many trials wait for it
@@ -277,8 +301,10 @@ def execute_run(
     control: RunControl | None = None,
 ) -> list[TrialResult]:
     """Record the run's configuration (a new run) and run its remaining trials."""
-    if not plan.resumed:
-        record_config(recorder, plan.run_id, plan.config)
+    if plan.resumed:
+        context = run_span(recorder.store, plan.run_id)
+    else:
+        context = record_config(recorder, plan.run_id, plan.config)
     return run_suite(
         plan.tasks,
         plan.config,
@@ -288,4 +314,5 @@ def execute_run(
         on_result,
         on_build,
         control,
+        context,
     )

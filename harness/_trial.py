@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry.trace import SpanContext, Status, StatusCode, Tracer
 
 import traces
 from sandbox import (
@@ -56,6 +56,10 @@ _OFFLINE = re.compile(
 # Not an outcome: what a trial stopped by the user or an engine outage reports to its caller.
 # Its record has no outcome, so `--resume` runs it again and no summary counts it.
 INTERRUPTED = "interrupted"
+
+# The shell session the agent's commands run in (AgentSession's): started while setup runs,
+# so that the agent's first command does not wait for it.
+AGENT_SESSION = "agent"
 
 # Setup errors that another attempt would only repeat: the task or image must change.
 _WONT_CHANGE = (UnknownUser, ImageNotFound, LimitNotSupported)
@@ -98,6 +102,7 @@ class TrialSettings:
     infra_retries: int = 2
     network: str | None = None  # overrides every task's network policy (e.g. "none")
     engine_wait_s: float = 120.0  # how long to wait for an engine that stopped answering
+    run_span: SpanContext | None = None  # the run's `harness.run` span: trials link to it
 
 
 @dataclass
@@ -256,6 +261,8 @@ def run_trial(
         model=str(model) if model else None,
         image_name=built.tag if built else None,
         image_id=built.image_id if built else None,
+        provider=getattr(agent, "provider", None),
+        run_span=settings.run_span,
     ) as root:
         root.set_attribute(Attr.EFFECTIVE_NETWORK, settings.network or task.environment.network)
         if built is not None:
@@ -376,7 +383,11 @@ def _setup(ctx: TrialContext) -> None:
             network=ctx.settings.network or env.network,
             run_id=ctx.run_id,
             record=Recording(tracer=ctx.tracer, blobs=ctx.recorder, parent=ctx.root_context),
-        ).start()
+        )
+        # The agent's shell starts alongside the sandbox's own (nothing runs in it before the
+        # agent's first command).
+        ctx.sandbox.prepare_session(AGENT_SESSION, ctx.task.agent_user)
+        ctx.sandbox.start()
         if ctx.control is not None:
             ctx.control.attach(ctx.sandbox)
         _start_services(ctx.sandbox, ctx.image)

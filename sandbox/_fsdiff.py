@@ -18,6 +18,7 @@ import tarfile
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol
 
 import docker.errors
@@ -60,7 +61,14 @@ class FileChange:
     before: FileState | None
     after: FileState | None
     old_path: bytes | None = None
-    diff: bytes | None = None
+    # The old and new content of a modified small file. Both are snapshots taken when the
+    # change was found, so the diff can be made later, off the command's path.
+    texts: tuple[bytes, bytes] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def diff(self) -> bytes | None:
+        """A unified diff of a modified text file (None for anything else)."""
+        return unified_diff(self.path, *self.texts) if self.texts is not None else None
 
 
 def _kind(mode: int) -> str:
@@ -223,7 +231,7 @@ class _Base:
                 after.target,
             ):
                 op = "mode"
-            diff = None
+            texts = None
             if (
                 op == "modified"
                 and before is not None
@@ -237,10 +245,10 @@ class _Base:
                     and new is not None
                     and max(len(old), len(new)) <= self.config.diff_cap
                 ):
-                    diff = unified_diff(path, old, new)
+                    texts = (old, new)  # diffed when the change is recorded
             if after is not None and after.type == "file":
                 self._cache.put(path, after.content)
-            out[path] = FileChange(path, op, before, after, None, diff)
+            out[path] = FileChange(path, op, before, after, None, texts)
         for old, new in renames.items():
             a, b = out.get(old), out.get(new)
             if (

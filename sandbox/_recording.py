@@ -8,12 +8,14 @@ store's Recorder is one). Without a sink, spans still carry the hashes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -25,13 +27,15 @@ from traces.vocab import Attr, Span, blob_ref
 
 from ._engine import is_local_engine
 from ._fsdiff import DEFAULT_IGNORE, ApiDiffer, DiffConfig, Differ, FileChange, OverlayDiffer
-from ._resources import Reader, StatsApiReader, host_reader
+from ._resources import CgroupReader, RawReading, Reader, StatsApiReader, host_reader
 
 if TYPE_CHECKING:
     from ._capture import HeadTail
     from ._resources import DiskGuard
     from ._session import CommandResult
 
+
+logger = logging.getLogger(__name__)
 
 TRACER_NAME = "harness.sandbox"  # the instrumentation scope of the sandbox's spans
 
@@ -89,15 +93,61 @@ def _text(path: bytes) -> tuple[str, str | None]:
 
 @dataclass
 class CommandProbe:
-    span: trace.Span
-    ctx: Context
-    cpu0: float | None
-    cwd: str
+    """What is known of a command (or a file write) when it starts. Its span is made when
+    it ends, with this start time, under the context that was current at its start."""
+
+    name: str
+    attrs: dict[str, Any]
+    parent: Context
+    start_ns: int
+    cpu0: float | None = None
     command_id: int = 0
 
 
+@dataclass
+class _Ended:
+    """What must be exact when a command ends, taken on the command's thread: the rest of
+    the record (hashes, blobs, diffs, parsing, spans) is made from it on the record thread."""
+
+    probe: CommandProbe
+    end_ns: int
+    attrs: dict[str, Any]
+    outputs: tuple[tuple[bytes, int], tuple[bytes, int]] | None = None  # (recorded, total)
+    status: str | None = None  # an error description, or None for an unset status
+    event: dict[str, Any] | None = None  # the disk limit was exceeded: its measure
+    raw: RawReading | None = None  # the cgroup files at the command's end (fast path)
+    read_ns: int = 0
+    disk_usage: int | None = None  # the disk guard's latest measure then
+    changes: list[FileChange] = field(default_factory=list)
+    diff_ns: int = 0
+
+
+_OUTPUT_KEYS = (
+    (Attr.STDOUT_BLOB, Attr.STDOUT_BYTES, Attr.STDOUT_RECORDED),
+    (Attr.STDERR_BLOB, Attr.STDERR_BYTES, Attr.STDERR_RECORDED),
+)
+
+
 class SessionRecorder:
-    """The recording side of one sandbox: created after its container starts."""
+    """The recording side of one sandbox: created after its container starts.
+
+    A command's thread only takes what must be exact at its end (the output bytes, the file
+    change set, one pread of each cgroup file) and hands it over; the record thread turns
+    that into blobs and spans, in order, while the next command runs. With a sink that
+    can wait for it (the trace store's Recorder: flushing it waits for what was handed
+    over), this takes recording off the command's path; with any other sink the record is
+    made on the command's thread, so its spans have ended when ``run()`` returns.
+    """
+
+    # Records handed over but not made yet, at most: beyond it a command waits (a burst of
+    # huge changes must not pile up file contents in memory).
+    MAX_PENDING = 64
+    # Records are made in batches (the code stays warm: a batch costs a fraction of making
+    # each record on its own), when a command has just started (its thread waits for the
+    # shell then, rather than for the interpreter's lock) and BATCH records wait, or the
+    # oldest has waited MAX_WAIT_S; a flush or close makes them at once.
+    BATCH = 8
+    MAX_WAIT_S = 0.05
 
     def __init__(
         self,
@@ -107,6 +157,7 @@ class SessionRecorder:
         image: str,
         network: str,
         parent: Context,
+        info: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.api = api
@@ -115,14 +166,15 @@ class SessionRecorder:
         # The OTel context of the sandbox-wide spans: the configured one, else the one the
         # sandbox was started in.
         self.parent = cfg.parent if cfg.parent is not None else parent
-        info = api.inspect_container(container_id)
+        if not info:  # the container's inspection, unless the caller has it
+            info = api.inspect_container(container_id)
         self.image_id = info.get("Image", "")
         pid = int(info.get("State", {}).get("Pid") or 0)
         local = cfg.fast_paths and is_local_engine() and pid > 0 and os.geteuid() == 0
         self.reader: Reader = (host_reader(pid, network != "none") if local else None) or (
             StatsApiReader(api, container_id)
         )
-        self.fast_resources = not isinstance(self.reader, StatsApiReader)
+        self.fast_resources = isinstance(self.reader, CgroupReader)
         self.differ: Differ | None = None
         self.fast_diff = False
         if cfg.file_changes:
@@ -137,11 +189,11 @@ class SessionRecorder:
             else:
                 self.differ = ApiDiffer(api, container_id, image, dcfg)
         self.last_diff_s = 0.0  # what finding the last command's file changes cost
+        self.failed = 0  # records that could not be made (logged)
         # The sandbox's disk guard in measured mode: its measure goes into the samples.
         self.disk: DiskGuard | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # wakes the sampler thread: sample now, or stop
-        self._readings: deque[tuple[int, dict[str, Any]]] = deque()  # taken at command ends
         self._sample_now = False  # a command ended on the Docker API path: sample it
         self._sampler: threading.Thread | None = None
         if cfg.resource_interval:
@@ -149,6 +201,23 @@ class SessionRecorder:
                 target=self._sample_loop, daemon=True, name="harness-resources"
             )
             self._sampler.start()
+        # The record thread, where the sink can wait for it.
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: deque[_Ended] = deque()
+        self._oldest = 0.0  # time.monotonic() when the oldest pending record was handed over
+        self._handed = 0  # records handed over so far
+        self._made = 0  # of which made (or failed)
+        self._closing = False
+        self._go = False  # make what is pending now: a command runs, or a flush waits
+        self._unregister: Callable[[], None] | None = None
+        self._worker: threading.Thread | None = None
+        add_producer = getattr(cfg.blobs, "add_producer", None)
+        if callable(add_producer):
+            self._worker = threading.Thread(
+                target=self._record_loop, daemon=True, name="harness-record"
+            )
+            self._worker.start()
+            self._unregister = add_producer(self.wait_recorded)
 
     # -- payloads ------------------------------------------------------------------------
 
@@ -166,107 +235,205 @@ class SessionRecorder:
         # the sample taken when it ended.
         self.reader.reset_peak()
         cpu0 = self.reader.cpu_time()
-        span = self.tracer.start_span(
-            Span.EXEC,
-            attributes={
-                Attr.COMMAND_LINE: command.decode("utf-8", errors="backslashreplace"),
-                Attr.CWD: cwd,
-                Attr.COMMAND_ID: command_id,
-                Attr.CONTAINER_ID: self.container_id,
-                **({Attr.USER: user} if user else {}),
-            },
+        line = command.decode("utf-8", errors="backslashreplace")
+        attrs: dict[str, Any] = {
+            Attr.COMMAND_LINE: line,
+            Attr.CWD: cwd,
+            Attr.COMMAND_ID: command_id,
+            Attr.CONTAINER_ID: self.container_id,
+        }
+        if user:
+            attrs[Attr.USER] = user
+        return CommandProbe(
+            Span.exec(line), attrs, otel_context.get_current(), time.time_ns(), cpu0, command_id
         )
-        return CommandProbe(span, trace.set_span_in_context(span), cpu0, cwd, command_id)
 
     def after(
         self, probe: CommandProbe, result: CommandResult, out: HeadTail, err: HeadTail
     ) -> None:
-        t_end = time.time_ns()
-        span = probe.span
-        attrs: dict[str, Any] = {
-            Attr.EXIT_CODE: result.exit_code,
-            Attr.TIMED_OUT: result.timed_out,
-            Attr.OOM_KILLED: result.oom_killed,
-            Attr.SESSION_RESTARTED: result.session_restarted,
-            Attr.CWD_AFTER: result.cwd,
-        }
-        for buf, blob_key, bytes_key, recorded_key in (
-            (out, Attr.STDOUT_BLOB, Attr.STDOUT_BYTES, Attr.STDOUT_RECORDED),
-            (err, Attr.STDERR_BLOB, Attr.STDERR_BYTES, Attr.STDERR_RECORDED),
-        ):
-            attrs[blob_key] = self.blob(bytes(buf.recorded))
-            attrs[bytes_key] = buf.total
-            if buf.total > len(buf.recorded):
-                attrs[recorded_key] = len(buf.recorded)
+        end_ns = time.time_ns()
+        ended = _Ended(
+            probe,
+            end_ns,
+            {
+                Attr.EXIT_CODE: result.exit_code,
+                Attr.TIMED_OUT: result.timed_out,
+                Attr.OOM_KILLED: result.oom_killed,
+                Attr.SESSION_RESTARTED: result.session_restarted,
+                Attr.CWD_AFTER: result.cwd,
+            },
+            ((bytes(out.recorded), out.total), (bytes(err.recorded), err.total)),
+        )
+        if result.disk_exceeded:
+            guard = self.disk
+            ended.attrs[Attr.DISK_EXCEEDED] = True
+            ended.event = {
+                Attr.CONTAINER_DISK_USAGE: (guard.last or 0) if guard else 0,
+                Attr.LIMITS_DISK: guard.limit if guard else 0,
+            }
+            ended.status = "disk limit exceeded"
+        elif result.timed_out:
+            ended.status = "timed out"
+        elif result.exit_code != 0:
+            ended.status = f"exit code {result.exit_code}"
         # On the fast path one reading of the cgroup files (a few preads, before the next
         # command restarts the peak) gives the command its CPU time and peak memory and the
-        # sandbox its end-of-command resource sample; the sampler thread emits that span.
-        reading: dict[str, Any] | None = None
-        if self.fast_resources and self.cfg.resource_interval:
+        # sandbox its end-of-command resource sample.
+        reader = self.reader
+        if isinstance(reader, CgroupReader) and self.cfg.resource_interval:
             with suppress(Exception):
-                reading = self._reading()
-        if reading is not None:
-            cpu1, peak = (
-                reading.get(Attr.CONTAINER_CPU_TIME),
-                reading.get(Attr.CONTAINER_MEMORY_PEAK),
-            )
-            reading[Attr.COMMAND_ID] = probe.command_id
-            self._readings.append((time.time_ns(), reading))  # emitted on the next tick
-        else:
-            cpu1 = self.reader.cpu_time()
-            peak = self.reader.peak() if self.fast_resources else None
+                ended.raw = reader.read_raw()
+                ended.read_ns = time.time_ns()
+                ended.disk_usage = self.disk.last if self.disk is not None else None
+        if ended.raw is None:
+            cpu1 = reader.cpu_time()
+            peak = reader.peak() if self.fast_resources else None
+            if probe.cpu0 is not None and cpu1 is not None:
+                ended.attrs[Attr.CPU_TIME] = round(cpu1 - probe.cpu0, 6)
+            if peak is not None:
+                ended.attrs[Attr.MEMORY_PEAK] = int(peak)
             if self.cfg.resource_interval:  # the Docker API path: a sample as soon as may be
                 self._sample_now = True
                 self._wake.set()
-        if probe.cpu0 is not None and cpu1 is not None:
-            attrs[Attr.CPU_TIME] = round(cpu1 - probe.cpu0, 6)
-        if peak is not None:
-            attrs[Attr.MEMORY_PEAK] = int(peak)
-        if result.disk_exceeded:
-            attrs[Attr.DISK_EXCEEDED] = True
-            guard = self.disk
-            span.add_event(
-                Attr.DISK_EXCEEDED,
-                {
-                    Attr.CONTAINER_DISK_USAGE: (guard.last or 0) if guard else 0,
-                    Attr.LIMITS_DISK: guard.limit if guard else 0,
-                },
-                timestamp=t_end,
-            )
-        span.set_attributes(attrs)
-        if result.disk_exceeded:
-            span.set_status(Status(StatusCode.ERROR, "disk limit exceeded"))
-        elif result.timed_out:
-            span.set_status(Status(StatusCode.ERROR, "timed out"))
-        elif result.exit_code != 0:
-            span.set_status(Status(StatusCode.ERROR, f"exit code {result.exit_code}"))
-        self._diff_into(probe.ctx)
-        span.end(end_time=t_end)
+        self._find_changes(ended)
+        self._hand_over(ended)
 
-    def _diff_into(self, ctx: Context) -> None:
-        """Emit the file changes since the last look as children of ``ctx``'s span."""
+    def before_write(self, path: str, size: int) -> CommandProbe:
+        attrs = {Attr.FS_PATH: path, Attr.FS_SIZE: size, Attr.CONTAINER_ID: self.container_id}
+        return CommandProbe(Span.WRITE_FILE, attrs, otel_context.get_current(), time.time_ns())
+
+    def after_write(self, probe: CommandProbe) -> None:
+        ended = _Ended(probe, 0, {})
+        self._find_changes(ended)
+        ended.end_ns = time.time_ns()
+        self._hand_over(ended)
+
+    def _find_changes(self, ended: _Ended) -> None:
+        """The file changes since the last look: they must be read before the next command
+        can change the files again."""
         if self.differ is None:
             return
         t = time.time_ns()
-        changes = self.differ.changes()
+        ended.changes = self.differ.changes()
+        ended.diff_ns = t
         self.last_diff_s = (time.time_ns() - t) / 1e9
-        for change in changes:
-            self._emit_change(change, ctx, t)
 
-    def before_write(self, path: str, size: int) -> CommandProbe:
+    # -- the record thread ---------------------------------------------------------------
+
+    def _hand_over(self, ended: _Ended) -> None:
+        if self._worker is None:
+            self._make(ended)  # no one could wait for a record thread: make it here
+            return
+        with self._cond:
+            while (
+                self._handed - self._made >= self.MAX_PENDING
+                and self._worker.is_alive()
+                and not self._closing
+            ):
+                self._go = True
+                self._cond.notify_all()
+                self._cond.wait(1.0)
+            if not self._pending:
+                self._oldest = time.monotonic()
+            self._pending.append(ended)
+            self._handed += 1
+
+    def running(self) -> None:
+        """A command was just sent to the shell: a good moment to make a batch of records."""
+        pending = len(self._pending)
+        if pending and (
+            pending >= self.BATCH or time.monotonic() - self._oldest >= self.MAX_WAIT_S
+        ):
+            with self._cond:
+                self._go = True
+                self._cond.notify_all()
+
+    def _record_loop(self) -> None:
+        while True:
+            with self._cond:
+                # Woken for a batch, a flush or close; else a look now and then, so that a
+                # record is made soon after its command even if no other command follows.
+                while not (self._go or self._closing):
+                    if self._pending and time.monotonic() - self._oldest >= self.MAX_WAIT_S:
+                        break
+                    self._cond.wait(self.MAX_WAIT_S)
+                if not self._pending and self._closing:
+                    return  # everything handed over is made
+                self._go = False
+                batch = list(self._pending)
+                self._pending.clear()
+            for ended in batch:
+                self._make_logged(ended)
+            with self._cond:
+                self._made += len(batch)
+                self._cond.notify_all()
+
+    def _make_logged(self, ended: _Ended) -> None:
+        try:
+            self._make(ended)
+        except Exception:  # noqa: BLE001 - one bad record must not stop the others
+            self.failed += 1
+            logger.exception("could not record %s of %s", ended.probe.name, self.container_id)
+
+    def wait_recorded(self, timeout: float = 60.0) -> bool:
+        """Wait until everything handed over so far has ended as spans (a flush of the
+        sink calls this first). True when it has."""
+        worker = self._worker
+        if worker is None or threading.current_thread() is worker:
+            return True
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._handed
+            self._go = True
+            self._cond.notify_all()
+            while self._made < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or not worker.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _make(self, ended: _Ended) -> None:
+        """The spans of one ended command (or file write): the command's own, its file
+        changes as its children, and its end-of-command resource sample."""
+        probe, attrs = ended.probe, ended.attrs
+        if ended.outputs is not None:
+            for (data, total), (blob_key, bytes_key, recorded_key) in zip(
+                ended.outputs, _OUTPUT_KEYS, strict=True
+            ):
+                attrs[blob_key] = self.blob(data)
+                attrs[bytes_key] = total
+                if total > len(data):
+                    attrs[recorded_key] = len(data)
+        reading: dict[str, Any] | None = None
+        if ended.raw is not None and isinstance(self.reader, CgroupReader):
+            reading = dict(self.reader.parse(ended.raw))
+            if ended.disk_usage is not None:
+                reading[Attr.CONTAINER_DISK_USAGE] = ended.disk_usage
+            cpu1 = reading.get(Attr.CONTAINER_CPU_TIME)
+            peak = reading.get(Attr.CONTAINER_MEMORY_PEAK)
+            if probe.cpu0 is not None and cpu1 is not None:
+                attrs[Attr.CPU_TIME] = round(cpu1 - probe.cpu0, 6)
+            if peak is not None:
+                attrs[Attr.MEMORY_PEAK] = int(peak)
         span = self.tracer.start_span(
-            Span.WRITE_FILE,
-            attributes={
-                Attr.FS_PATH: path,
-                Attr.FS_SIZE: size,
-                Attr.CONTAINER_ID: self.container_id,
-            },
+            probe.name,
+            context=probe.parent,
+            attributes={**probe.attrs, **attrs},
+            start_time=probe.start_ns,
         )
-        return CommandProbe(span, trace.set_span_in_context(span), None, "")
-
-    def after_write(self, probe: CommandProbe) -> None:
-        self._diff_into(probe.ctx)
-        probe.span.end()
+        if ended.event is not None:
+            span.add_event(Attr.DISK_EXCEEDED, ended.event, timestamp=ended.end_ns)
+        if ended.status is not None:
+            span.set_status(Status(StatusCode.ERROR, ended.status))
+        if ended.changes:
+            ctx = trace.set_span_in_context(span)
+            for change in ended.changes:
+                self._emit_change(change, ctx, ended.diff_ns)
+        span.end(end_time=ended.end_ns)
+        if reading is not None:
+            reading[Attr.COMMAND_ID] = probe.command_id
+            self._emit(ended.read_ns, reading)
 
     def _emit_change(self, c: FileChange, ctx: Context, t: int) -> None:
         path, path_hex = _text(c.path)
@@ -320,20 +487,14 @@ class SessionRecorder:
         t0 = time.time_ns()
         self._emit(t0, self._reading())
 
-    def _drain(self) -> None:
-        """Emit the readings taken at the ends of commands."""
-        while self._readings:
-            self._emit(*self._readings.popleft())
-
     def _sample_loop(self) -> None:
-        """Periodic samples; the spans of end-of-command readings; on the Docker API path a
-        sample whenever a command ends (coalesced while one is being taken)."""
+        """Periodic samples; on the Docker API path a sample whenever a command ends
+        (coalesced while one is being taken)."""
         interval = float(self.cfg.resource_interval or 0.5)
         next_at = time.monotonic()
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self._drain()
                 now = time.monotonic()
                 if now >= next_at or self._sample_now:
                     self._sample_now = False
@@ -346,14 +507,22 @@ class SessionRecorder:
             self._wake.wait(max(0.0, next_at - time.monotonic()))
 
     def close(self) -> None:
-        """Stop sampling and take the last sample (the container still exists)."""
+        """Make every record handed over, stop sampling and take the last sample (the
+        container still exists)."""
         self._stop.set()
         self._wake.set()
         if self._sampler is not None:
             self._sampler.join(timeout=5)
+        if self._worker is not None:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            # Nothing handed over is dropped: the thread ends once all of it is made.
+            self._worker.join(timeout=120)
+            if self._unregister is not None:
+                self._unregister()
         if self.cfg.resource_interval:
             with suppress(Exception):
-                self._drain()
                 self._sample()
         if self.differ is not None:
             self.differ.close()

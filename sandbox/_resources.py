@@ -45,14 +45,30 @@ def _keyed_text(text: bytes) -> dict[str, int]:
     return out
 
 
-def _net(proc: Path, pid: int) -> tuple[int, int] | None:
-    """Bytes received and sent by the container's interfaces (other than lo)."""
+# The bytes of one reading of a container's cgroup files (cpu, memory, peak, pids, io) and
+# its network counters (None without a network).
+RawReading = tuple[bytes, bytes, bytes, bytes, bytes, bytes | None]
+
+
+def _int_of(data: bytes) -> int | None:
     try:
-        lines = (proc / str(pid) / "net" / "dev").read_text().splitlines()[2:]
+        return int(data.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _net_dev(proc: Path, pid: int) -> bytes | None:
+    """The container's /proc/<pid>/net/dev as read now."""
+    try:
+        return (proc / str(pid) / "net" / "dev").read_bytes()
     except OSError:
         return None
+
+
+def _net_of(data: bytes) -> tuple[int, int]:
+    """Bytes received and sent by the container's interfaces (other than lo)."""
     rx = tx = 0
-    for line in lines:
+    for line in data.decode().splitlines()[2:]:
         name, _, rest = line.partition(":")
         if name.strip() == "lo":
             continue
@@ -123,20 +139,37 @@ class CgroupReader:
     def sample(self) -> dict[str, int | float]:
         """One reading of every metric: a pread of each (kept open) file, so it is cheap
         enough for the end of every command."""
+        return self.parse(self.read_raw())
+
+    def read_raw(self) -> RawReading:
+        """The files' bytes, as they are now: all that must happen at the moment of the
+        reading (the end of a command); :meth:`parse` can run later, on another thread."""
+        f = self._file
+        return (
+            self._pread(f["cpu"], 4096),
+            self._pread(f["memory"], 64),
+            self._pread(f["peak"], 64),
+            self._pread(f["pids"], 64),
+            self._pread(f["io"]),
+            _net_dev(self.proc, self.pid) if self.network else None,
+        )
+
+    def parse(self, raw: RawReading) -> dict[str, int | float]:
+        """A reading from :meth:`read_raw` as metrics."""
+        cpu_raw, mem_raw, peak_raw, pids_raw, io, net_raw = raw
         out: dict[str, int | float] = {}
-        cpu = self.cpu_time()
+        cpu = self._cpu_of(cpu_raw)
         if cpu is not None:
             out[Attr.CONTAINER_CPU_TIME] = cpu
-        for key, name in (
-            ("memory", Attr.CONTAINER_MEMORY),
-            ("peak", Attr.CONTAINER_MEMORY_PEAK),
-            ("pids", Attr.CONTAINER_PIDS),
+        for data, name in (
+            (mem_raw, Attr.CONTAINER_MEMORY),
+            (peak_raw, Attr.CONTAINER_MEMORY_PEAK),
+            (pids_raw, Attr.CONTAINER_PIDS),
         ):
-            v = self._pread_int(self._file[key])
+            v = _int_of(data)
             if v is not None:
                 out[name] = v
         rb = wb = 0
-        io = self._pread(self._file["io"])
         if self.v2:
             for line in io.splitlines():
                 for kv in line.split()[1:]:
@@ -153,10 +186,9 @@ class CgroupReader:
                 elif len(f) == 3 and f[1] == b"Write":
                     wb += int(f[2])
         out[Attr.CONTAINER_DISK_READ], out[Attr.CONTAINER_DISK_WRITE] = rb, wb
-        if self.network:
-            net = _net(self.proc, self.pid)
-            if net is not None:
-                out[Attr.CONTAINER_NET_RX], out[Attr.CONTAINER_NET_TX] = net
+        net = _net_of(net_raw) if net_raw is not None else None
+        if net is not None:
+            out[Attr.CONTAINER_NET_RX], out[Attr.CONTAINER_NET_TX] = net
         return out
 
     # These are read on the command path: the files stay open and are read with pread.
@@ -184,17 +216,17 @@ class CgroupReader:
             return b""
 
     def _pread_int(self, path: str) -> int | None:
-        try:
-            return int(self._pread(path, 64).split()[0])
-        except (ValueError, IndexError):
-            return None
+        return _int_of(self._pread(path, 64))
 
     def cpu_time(self) -> float | None:
         """CPU seconds used by the container so far (one file read)."""
+        return self._cpu_of(self._pread(self._file["cpu"], 4096))
+
+    def _cpu_of(self, data: bytes) -> float | None:
         if self.v2:
-            usec = _keyed_text(self._pread(self._file["cpu"])).get("usage_usec")
+            usec = _keyed_text(data).get("usage_usec")
             return None if usec is None else usec / 1e6
-        ns = self._pread_int(self._file["cpu"])
+        ns = _int_of(data)
         return None if ns is None else ns / 1e9
 
     def reset_peak(self) -> bool:

@@ -177,6 +177,7 @@ class _Session:
     state_file: str
     channel: _ShellChannel | None = None
     cwd: str = ""
+    starting: threading.Thread | None = None  # its shell starting in the background
 
 
 class Sandbox:
@@ -275,10 +276,27 @@ class Sandbox:
             if self.network == _network.ISOLATED:
                 self._net = _network.create_isolated(self.labels)
             self._create_container()
+            # Shells asked for before the start come up alongside the sandbox's own.
+            for sess in list(self._sessions.values())[1:]:
+                self._start_later(sess)
             self._start_shell(self._sessions[""], restore=False)
-            if self.record is not None and self.container_id is not None:
+            assert self.container_id is not None
+            local = is_local_engine() and not os.environ.get("HARNESS_NO_FAST_PATHS")
+            # One look at the container serves the recording and the limits.
+            info: dict[str, Any] = (
+                self._api.inspect_container(self.container_id)
+                if self.record is not None or local
+                else {}
+            )
+            if self.record is not None:
                 self.recorder = SessionRecorder(
-                    self.record, self._api, self.container_id, self.image, self.network_name, parent
+                    self.record,
+                    self._api,
+                    self.container_id,
+                    self.image,
+                    self.network_name,
+                    parent,
+                    info,
                 )
                 self.recorder.span(
                     Span.SANDBOX_START,
@@ -299,7 +317,7 @@ class Sandbox:
                     t0,
                     context=parent,
                 )
-            self._watch_limits()
+            self._watch_limits(info if local else {})
         except BaseException:
             # The error that stopped the start is the one to report, not a failed cleanup.
             with suppress(Exception):
@@ -399,6 +417,8 @@ class Sandbox:
         if self._oom is not None:
             self._oom.close()
         for sess in self._sessions.values():
+            if sess.starting is not None:
+                sess.starting.join(timeout=30)
             if sess.channel is not None:
                 sess.channel.close()
         if self._control is not None:
@@ -473,10 +493,7 @@ class Sandbox:
         if timeout is _UNSET:
             timeout = self.default_timeout
         cmd = command.encode() if isinstance(command, str) else command
-        if session is not None:
-            key = f"session:{session}"
-        else:
-            key = "" if user is None or user == (self.user or "") else user
+        key = self._session_key(user, session)
         with self._lock:
             if self._closed or self.container_id is None:
                 raise SandboxError("sandbox is not running (use `with Sandbox() as sb:`)")
@@ -485,10 +502,49 @@ class Sandbox:
             if sess is None:
                 state = f"{_shell.STATE_FILE}-{len(self._sessions)}"
                 sess = self._sessions[key] = _Session(user, state)
+            self._settle_start(sess)
             if sess.channel is None or sess.channel.eof:
                 self._start_shell(sess, restore=sess.channel is not None)
             self._command_id += 1
             return self._run_locked(sess, cmd, timeout, cwd, self._command_id)
+
+    def _session_key(self, user: str | None, session: str | None) -> str:
+        if session is not None:
+            return f"session:{session}"
+        return "" if user is None or user == (self.user or "") else user
+
+    def prepare_session(self, session: str, user: str | None = None) -> None:
+        """Start the shell of ``run(..., user=user, session=session)`` in the background
+        now, so that its first command does not wait for it (a shell takes a few engine
+        round trips to start). Nothing runs in it until that command."""
+        key = self._session_key(user, session)
+        with self._lock:
+            if self._closed or key in self._sessions:
+                return
+            state = f"{_shell.STATE_FILE}-{len(self._sessions)}"
+            sess = self._sessions[key] = _Session(user, state)
+            if self.container_id is not None:
+                self._start_later(sess)
+            # else start() starts it, alongside the sandbox's own shell
+
+    def _start_later(self, sess: _Session) -> None:
+        sess.starting = threading.Thread(
+            target=self._start_in_background, args=(sess,), daemon=True, name="harness-shell-start"
+        )
+        sess.starting.start()
+
+    def _start_in_background(self, sess: _Session) -> None:
+        # A failure shows where it matters: the session's first command starts the shell
+        # again, and raises what went wrong.
+        with suppress(Exception):
+            self._start_shell(sess, restore=False)
+
+    def _settle_start(self, sess: _Session) -> None:
+        """With the command lock held: wait for a session's shell starting in the
+        background (its pid must be known before processes are listed or killed)."""
+        starting, sess.starting = sess.starting, None
+        if starting is not None:
+            starting.join()
 
     def _run_internal(self, cmd: bytes, timeout: float = 60.0) -> CommandResult:
         """A command of harness's own (file transfer), run in the sandbox user's shell and not
@@ -532,6 +588,8 @@ class Sandbox:
         oom0, stops0 = self._oom.count() if self._oom else None, self._disk_stops
         t0 = time.perf_counter()
         inflight = shell.submit(nonce, line)
+        if self.recorder is not None:
+            self.recorder.running()  # the last command's record is made while this one runs
         timed_out = False
         try:
             if not inflight.done.wait(timeout):
@@ -596,14 +654,14 @@ class Sandbox:
         instead and this stays False."""
         return self._disk is not None and self._disk.exceeded
 
-    def _watch_limits(self) -> None:
+    def _watch_limits(self, info: dict[str, Any]) -> None:
         """Watch what the engine does not: OOM kills, counted in the container's memory
         cgroup on the host (an OOM-killed session shell cannot report its own death), and in
         measured mode the writable layer's size (the overlay upper dir on the host, else the
-        engine's SizeRw)."""
+        engine's SizeRw). ``info`` is the container's inspection where the engine is local
+        (its host files can be read), else empty."""
         assert self.container_id is not None
-        local = is_local_engine() and not os.environ.get("HARNESS_NO_FAST_PATHS")
-        info: dict[str, Any] = self._api.inspect_container(self.container_id) if local else {}
+        local = bool(info)
         if local:
             self._oom = host_oom_counter(int((info.get("State") or {}).get("Pid") or 0))
         if self.disk_mode != "measured" or self.limits.disk is None:
@@ -685,6 +743,8 @@ class Sandbox:
         it to :meth:`kill_processes` to stop everything started after it.
         """
         with self._lock:
+            for sess in self._sessions.values():
+                self._settle_start(sess)
             procs, _ = self._control_request("__h_ps", "listing the sandbox's processes")
             shells = self._shell_pids()
             return ProcessSnapshot(tuple(p for p in procs if p.pid not in shells))
@@ -709,6 +769,8 @@ class Sandbox:
                 f"not {type(keep).__name__}"
             )
         with self._lock:
+            for sess in self._sessions.values():
+                self._settle_start(sess)
             # A shell saves its state just after it reports a command done; let it finish
             # (one no-op each) before the restart below needs that state.
             for sess in self._sessions.values():

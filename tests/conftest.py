@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from sandbox import DEFAULT_IMAGE, Sandbox, engine_answers
 
@@ -68,3 +72,43 @@ def harness_cli(
         env=env,
         timeout=timeout,
     )
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector: it parses every export request as the protobuf it must be."""
+
+    received: list[ExportTraceServiceRequest] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        type(self).received.append(req)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """A local OTLP collector: its base URL, and the export requests it received."""
+    _Collector.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Collector.received
+    server.shutdown()
+
+
+def otlp_spans(received: list[ExportTraceServiceRequest]) -> list[Any]:
+    """Every span a collector received."""
+    return [
+        s
+        for req in received
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]

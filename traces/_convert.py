@@ -27,6 +27,11 @@ from ._schema import PROMOTED
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _SCALARS = (str, bool, int, float)
+# Rows that share their keys become one typed struct group from this many rows on; fewer go
+# to the batch's one JSON-text group. Each group costs an INSERT (a few ms, whatever its
+# size), and dumping a row to JSON in Python costs microseconds: typed groups pay off only
+# for the large batches of bulk ingest, not for the small ones of live recording.
+STRUCT_MIN_ROWS = 1024
 
 
 class AttrGroup(NamedTuple):
@@ -52,16 +57,23 @@ class JsonEncoder:
         for i, d in enumerate(dicts):
             by_keys.setdefault(tuple(d), []).append(i)
         out: list[AttrGroup] = []
-        whole = len(by_keys) == 1
+        # Rows whose values become JSON text here all go in one group: each group costs an
+        # INSERT, and a batch has many small groups (file changes of a dozen key sets).
+        text_rows: list[int] = []
+        text: list[str] = []
         for keys, idx in by_keys.items():
             values: pa.Array | None = None
-            if not keys:
-                values = pa.array(["{}"] * len(idx), type=pa.string())
-            elif len(idx) >= 32:
+            if keys and len(idx) >= STRUCT_MIN_ROWS:
                 values = _struct(keys, [dicts[i] for i in idx])
             if values is None:
-                values = pa.array([_dumps(dict(dicts[i])) for i in idx], type=pa.string())
-            out.append(AttrGroup(None if whole else pa.array(idx, type=pa.int64()), values))
+                text_rows += idx
+                text += [_dumps(dict(dicts[i])) if keys else "{}" for i in idx]
+                continue
+            out.append(AttrGroup(pa.array(idx, type=pa.int64()), values))
+        if text_rows:
+            out.append(AttrGroup(pa.array(text_rows, type=pa.int64()), pa.array(text, pa.string())))
+        if len(by_keys) == 1:
+            out[0] = AttrGroup(None, out[0].values)  # one key set: every row, in order
         return out
 
     def to_json(self, values: pa.Array) -> pa.Array | pa.ChunkedArray:

@@ -371,7 +371,7 @@ def _phases(
             found[sid] = result
         return result
 
-    return {sid: resolve(sid) for sid, (_, name, _) in spans.items() if name == Span.EXEC}
+    return {sid: resolve(sid) for sid, (_, name, _) in spans.items() if Span.is_exec(name)}
 
 
 def _blob_texts(con: duckdb.DuckDBPyConnection, refs: Sequence[str]) -> dict[str, str]:

@@ -5,6 +5,10 @@ is worse than a slow one, so this processor blocks the producer instead (back-pr
 in large batches from one worker thread, commits a trial's spans as soon as its root span ends
 (an ended trial is durable even if the process is then SIGKILLed), and counts anything it could
 not deliver.
+
+Producers that end spans on a thread of their own, after the work they record (a sandbox's
+record thread), register with :meth:`BackpressureSpanProcessor.add_producer`: a flush waits
+for what they were handed first, so it covers everything done before it was called.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ class BackpressureSpanProcessor(SpanProcessor):
         max_queue: spans held at most; a producer that finds the queue full waits.
         max_batch: spans per export call.
         schedule_delay: seconds between exports when the queue is not full.
-        transform: applied to each span before it is queued (e.g. moving large attributes
-            to blobs).
+        transform: applied to each span before it is exported (e.g. moving large
+            attributes to blobs), on the export thread, so it costs the producers nothing.
     """
 
     def __init__(
@@ -66,15 +70,30 @@ class BackpressureSpanProcessor(SpanProcessor):
         self._done = 0  # spans taken from the queue and exported (or failed)
         self._urgent = 0  # callers waiting for a flush
         self._stopping = False
+        self._producers: dict[int, Callable[[float], bool]] = {}
+        self._producer_ids = 0
         self._worker = threading.Thread(target=self._run, name="harness-span-export", daemon=True)
         self._worker.start()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
 
+    def add_producer(self, wait: Callable[[float], bool]) -> Callable[[], None]:
+        """Register work that ends spans later, on a thread of its own: ``wait(timeout_s)``
+        returns once everything handed to it so far has ended. :meth:`force_flush` calls it
+        first. Returns the function that unregisters it."""
+        with self._cond:
+            self._producer_ids += 1
+            key = self._producer_ids
+            self._producers[key] = wait
+
+        def remove() -> None:
+            with self._cond:
+                self._producers.pop(key, None)
+
+        return remove
+
     def on_end(self, span: ReadableSpan) -> None:
-        if self.transform is not None:
-            span = self.transform(span)
         with self._cond:
             if self._stopping:
                 self.dropped += 1
@@ -121,10 +140,20 @@ class BackpressureSpanProcessor(SpanProcessor):
                 n = min(len(self._queue), self.max_batch)
                 batch = [self._queue.popleft() for _ in range(n)]
                 self._cond.notify_all()  # room in the queue again
+            if self.transform is not None:
+                batch = [self._transformed(s) for s in batch]
             self._export(batch)
             with self._cond:
                 self._done += len(batch)
                 self._cond.notify_all()
+
+    def _transformed(self, span: ReadableSpan) -> ReadableSpan:
+        assert self.transform is not None
+        try:
+            return self.transform(span)
+        except Exception as exc:  # noqa: BLE001 - the span as it is, rather than none
+            logger.warning("could not transform span %r: %s", span.name, exc)
+            return span
 
     def _export(self, batch: list[ReadableSpan]) -> None:
         for exporter in self.exporters:
@@ -141,9 +170,15 @@ class BackpressureSpanProcessor(SpanProcessor):
                 self.exported += len(batch)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._cond:
+            producers = list(self._producers.values())
+        ok = True
+        for wait in producers:  # spans of work done before this call, still being made
+            ok = wait(max(0.0, deadline - time.monotonic())) and ok
         with self._cond:
             target = self._enqueued
-        ok = self._wait_done(target, timeout_millis / 1000)
+        ok = self._wait_done(target, max(0.0, deadline - time.monotonic())) and ok
         for exporter in self.exporters:
             ok = exporter.force_flush(timeout_millis) and ok
         return ok

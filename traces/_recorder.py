@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 
+from ._content import CONTENT, MESSAGES, WithoutAttributes, content_enabled, with_attributes
 from ._exporter import DuckDBSpanExporter
 from ._processor import BackpressureSpanProcessor
 from ._store import TraceStore
@@ -88,12 +90,20 @@ class Recorder:
     ) -> None:
         self.store = store if isinstance(store, TraceStore) else TraceStore(store)
         self.exporter = DuckDBSpanExporter(
-            self.store, busy_wait_s=busy_wait_s, drain_wait_s=drain_wait_s
+            self.store,
+            # Kept open from one batch to the next and across short pauses (opening costs
+            # 10-40 ms of CPU); a process that asks for the file still gets it at once.
+            linger=min(max(5.0, schedule_delay * 1.5), 30.0),
+            busy_wait_s=busy_wait_s,
+            drain_wait_s=drain_wait_s,
         )
-        exporters: list[SpanExporter] = [self.exporter]
+        # The store keeps model calls' content as request/response blobs, not as the
+        # conventions' message attributes; a collector gets those unless content is off.
+        exporters: list[SpanExporter] = [WithoutAttributes(self.exporter, MESSAGES)]
         url = _traces_url(otlp_endpoint) if otlp_endpoint else otlp_endpoint_from_env()
         if url:
-            exporters.append(_otlp_exporter(url))
+            otlp = _otlp_exporter(url)
+            exporters.append(otlp if content_enabled() else WithoutAttributes(otlp, CONTENT))
         self.processor = BackpressureSpanProcessor(
             exporters, schedule_delay=schedule_delay, transform=self._offload
         )
@@ -118,38 +128,34 @@ class Recorder:
     def tracer(self, name: str = "harness", version: str | None = None) -> Tracer:
         return self.provider.get_tracer(name, version)
 
+    def add_producer(self, wait: Callable[[float], bool]) -> Callable[[], None]:
+        """Register instrumentation that ends its spans on a thread of its own (a sandbox's
+        record thread): :meth:`flush` first waits, through ``wait(timeout_s)``, for what it
+        was handed. Returns the function that unregisters it."""
+        return self.processor.add_producer(wait)
+
     def put_blob(self, data: bytes) -> str:
         """Store a payload; returns the ``sha256:<hex>`` ref for a span attribute."""
         return blob_ref(self.exporter.put_blob(data))
 
     def _offload(self, span: ReadableSpan) -> ReadableSpan:
         attrs = span.attributes
+        # Message attributes stay inline (capped by their producer): a collector renders
+        # them, and the store drops them anyway.
         if not attrs or not any(
-            isinstance(v, str) and len(v) > INLINE_LIMIT for v in attrs.values()
+            isinstance(v, str) and len(v) > INLINE_LIMIT and k not in MESSAGES
+            for k, v in attrs.items()
         ):
             return span
         new: dict[str, Any] = {}
         for k, v in attrs.items():
-            if isinstance(v, str) and len(v) > INLINE_LIMIT:
+            if isinstance(v, str) and len(v) > INLINE_LIMIT and k not in MESSAGES:
                 data = v.encode("utf-8", errors="surrogateescape")
                 new[k + Attr.BLOB_SUFFIX] = self.put_blob(data)
                 new[k + Attr.BYTES_SUFFIX] = len(data)
             else:
                 new[k] = v
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=new,
-            events=span.events,
-            links=span.links,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        return with_attributes(span, new)
 
     @property
     def late_spans(self) -> int:

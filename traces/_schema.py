@@ -138,6 +138,8 @@ def _str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# A command's span: "sandbox.exec {program}" (or a bare "sandbox.exec", as older records have).
+_EXEC = f"({{0}} = '{Span.EXEC}' OR starts_with({{0}}, '{Span.EXEC} '))"
 _PASSED = _str(Outcome.PASSED)
 _SCORED = ", ".join(map(_str, Outcome.SCORED))
 # A named reward is Attr.reward(key) = Attr.REWARD + "." + key; substr() counts from 1.
@@ -185,10 +187,11 @@ LEFT JOIN (
            arg_max(TRY_CAST(v[4] AS DOUBLE), start_ns)
                FILTER (WHERE name = '{Span.RESOURCES}' AND TRY_CAST(v[4] AS DOUBLE) IS NOT NULL)
                AS sampled_cpu_s,
-           sum(TRY_CAST(v[5] AS DOUBLE)) FILTER (WHERE name = '{Span.EXEC}') AS command_cpu_s
+           sum(TRY_CAST(v[5] AS DOUBLE)) FILTER (WHERE name <> '{Span.RESOURCES}')
+               AS command_cpu_s
     FROM (
         SELECT trace_id, name, start_ns, {_attrs(_RESOURCE_KEYS)} AS v
-        FROM spans WHERE name IN ('{Span.RESOURCES}', '{Span.EXEC}')
+        FROM spans WHERE name = '{Span.RESOURCES}' OR {_EXEC.format("name")}
     ) GROUP BY trace_id
 ) m ON m.trace_id = r.trace_id
 WHERE r.parent_span_id IS NULL AND r.run_id IS NOT NULL AND r.name LIKE '{Span.TRIAL}%'
@@ -223,7 +226,7 @@ SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id,
 FROM spans s {_ROOT_JOIN}
 LEFT JOIN blobs bo ON bo.ref = {a(Attr.STDOUT_BLOB)}
 LEFT JOIN blobs be ON be.ref = {a(Attr.STDERR_BLOB)}
-WHERE s.name = '{Span.EXEC}'""",
+WHERE {_EXEC.format("s.name")}""",
     "file_changes": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id AS command_span_id,
        {a(Attr.FS_PATH)} AS path, {a(Attr.FS_OP)} AS op,

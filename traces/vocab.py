@@ -12,19 +12,39 @@ Names follow the OpenTelemetry semantic conventions where one exists (``gen_ai.*
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from opentelemetry.semconv._incubating.attributes import (
-    container_attributes as _container,
+    container_attributes as _container_incubating,
 )
 from opentelemetry.semconv._incubating.attributes import (
     gen_ai_attributes as _gen_ai,
 )
 from opentelemetry.semconv._incubating.attributes import (
+    openai_attributes as _openai,
+)
+from opentelemetry.semconv._incubating.attributes import (
     process_attributes as _process,
+)
+from opentelemetry.semconv._incubating.attributes import (
+    session_attributes as _session,
+)
+from opentelemetry.semconv.attributes import (
+    container_attributes as _container,
+)
+from opentelemetry.semconv.attributes import (
+    error_attributes as _error,
+)
+from opentelemetry.semconv.attributes import (
+    server_attributes as _server,
 )
 
 __all__ = ["Attr", "BLOB_PREFIX", "Label", "OUTCOMES", "Outcome", "Span", "blob_ref", "blob_sha"]
+
+
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_PROGRAM = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 class Span:
@@ -49,6 +69,23 @@ class Span:
     @staticmethod
     def trial(agent: str) -> str:
         return f"{Span.TRIAL} {agent}"
+
+    @staticmethod
+    def exec(command: str) -> str:
+        """A command's span name, ``sandbox.exec {program}``: the program the command line
+        starts with (after variable assignments), so a trace tree says what ran. The full
+        line is the span's ``process.command_line``."""
+        for word in command.split():
+            if _ASSIGNMENT.match(word):
+                continue
+            program = _PROGRAM.sub("", word.lstrip("({!").rsplit("/", 1)[-1])[:40]
+            return f"{Span.EXEC} {program}" if program else Span.EXEC
+        return Span.EXEC
+
+    @staticmethod
+    def is_exec(name: str) -> bool:
+        """Whether a span name is a command's (``sandbox.exec`` or ``sandbox.exec {program}``)."""
+        return name == Span.EXEC or name.startswith(Span.EXEC + " ")
 
     @staticmethod
     def chat(model: str) -> str:
@@ -84,11 +121,17 @@ class Attr:
     REFUSED: Final = "harness.refused"  # event: an action refused (e.g. after the deadline)
     REFUSED_REASON: Final = "harness.refused.reason"
 
+    # A run's trials share a session: backends group a session's traces.
+    SESSION_ID: Final = _session.SESSION_ID
+    ERROR_TYPE: Final = _error.ERROR_TYPE  # a trial's error outcome; a failed call's error
+
     # -- GenAI (OpenTelemetry semantic conventions) ---------------------------------------
     GEN_AI_OPERATION: Final = _gen_ai.GEN_AI_OPERATION_NAME
-    GEN_AI_SYSTEM: Final = _gen_ai.GEN_AI_SYSTEM
+    GEN_AI_PROVIDER_NAME: Final = _gen_ai.GEN_AI_PROVIDER_NAME
     GEN_AI_AGENT_NAME: Final = _gen_ai.GEN_AI_AGENT_NAME
     GEN_AI_REQUEST_MODEL: Final = _gen_ai.GEN_AI_REQUEST_MODEL
+    GEN_AI_REQUEST_TEMPERATURE: Final = _gen_ai.GEN_AI_REQUEST_TEMPERATURE
+    GEN_AI_REQUEST_SEED: Final = _gen_ai.GEN_AI_REQUEST_SEED
     GEN_AI_RESPONSE_ID: Final = _gen_ai.GEN_AI_RESPONSE_ID
     GEN_AI_RESPONSE_MODEL: Final = _gen_ai.GEN_AI_RESPONSE_MODEL
     GEN_AI_FINISH_REASONS: Final = _gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
@@ -100,7 +143,20 @@ class Attr:
     GEN_AI_TOOL_CALL_ID: Final = _gen_ai.GEN_AI_TOOL_CALL_ID
     GEN_AI_TOOL_CALL_ARGUMENTS: Final = _gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS
     GEN_AI_TOOL_CALL_RESULT: Final = _gen_ai.GEN_AI_TOOL_CALL_RESULT
-    API: Final = "harness.api"  # responses | chat
+    GEN_AI_TOOL_TYPE: Final = _gen_ai.GEN_AI_TOOL_TYPE
+    GEN_AI_TOOL_DESCRIPTION: Final = _gen_ai.GEN_AI_TOOL_DESCRIPTION
+    # Opt-in content: the conversation as the conventions' JSON, for OTel backends to render.
+    # Sent over OTLP unless turned off; the store keeps the request and response blobs instead.
+    GEN_AI_INPUT_MESSAGES: Final = _gen_ai.GEN_AI_INPUT_MESSAGES
+    GEN_AI_OUTPUT_MESSAGES: Final = _gen_ai.GEN_AI_OUTPUT_MESSAGES
+    GEN_AI_SYSTEM_INSTRUCTIONS: Final = _gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS
+    GEN_AI_TOOL_DEFINITIONS: Final = _gen_ai.GEN_AI_TOOL_DEFINITIONS
+    # How many of the oldest input messages were left out of GEN_AI_INPUT_MESSAGES to keep it
+    # within its size cap (the request blob has them all).
+    MESSAGES_OMITTED: Final = "harness.gen_ai.input.messages.omitted"
+    OPENAI_API_TYPE: Final = _openai.OPENAI_API_TYPE  # responses | chat_completions
+    SERVER_ADDRESS: Final = _server.SERVER_ADDRESS
+    SERVER_PORT: Final = _server.SERVER_PORT
     SHELL_TOOL: Final = "harness.shell_tool"  # native | function: how the shell was offered
     # The response a stateful (store=true) request continued: the chain replay follows.
     PREVIOUS_RESPONSE_ID: Final = "harness.request.previous_response_id"
@@ -116,7 +172,7 @@ class Attr:
     # -- containers (OpenTelemetry semantic conventions, plus ours) ----------------------
     CONTAINER_ID: Final = _container.CONTAINER_ID
     IMAGE_NAME: Final = _container.CONTAINER_IMAGE_NAME
-    IMAGE_ID: Final = _container.CONTAINER_IMAGE_ID
+    IMAGE_ID: Final = _container_incubating.CONTAINER_IMAGE_ID
     NETWORK: Final = "harness.network"
     # whether the host's own services are out of the sandbox's reach (a firewall rule, or no
     # network at all)

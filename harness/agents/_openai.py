@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -26,6 +27,7 @@ from pydantic import Field, field_validator, model_validator
 
 from traces.vocab import Attr, Span
 
+from . import _genai_content as content
 from . import _shell_tool as shell
 from ._agent import AgentContext, AgentOptions, AgentSession
 from ._conversation import FUNCTION, NATIVE, Chat, Conversation, Responses, ToolCall, Turn
@@ -165,6 +167,9 @@ class OpenAIAgent:
         self.options = o = options or OpenAIOptions()
         self.model, self.base_url, self.api = o.model, o.base_url, o.api
         self.shell_tool = o.tool_mode()
+        host = urlsplit(o.base_url or "").hostname or ""
+        # gen_ai.provider.name: Azure's OpenAI service, or OpenAI (and OpenAI-compatible APIs).
+        self.provider = "azure.ai.openai" if host.endswith(".openai.azure.com") else "openai"
 
     def _client(self) -> Any:
         import openai
@@ -252,18 +257,8 @@ class OpenAIAgent:
             client.responses if self.api == "responses" else client.chat.completions
         ).with_raw_response.create
         with tracer.start_as_current_span(
-            Span.chat(self.model),
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                Attr.GEN_AI_OPERATION: Span.CHAT,
-                Attr.GEN_AI_SYSTEM: "openai",
-                Attr.GEN_AI_REQUEST_MODEL: self.model,
-                Attr.API: self.api,
-                Attr.SHELL_TOOL: self.shell_tool,
-            },
+            Span.chat(self.model), kind=trace.SpanKind.CLIENT, attributes=self._attributes(req)
         ) as span:
-            if req.get("previous_response_id"):
-                span.set_attribute(Attr.PREVIOUS_RESPONSE_ID, req["previous_response_id"])
             if ctx.put_blob is not None:
                 logged = {k: v for k, v in req.items() if k != "extra_body"}
                 logged.update(req.get("extra_body") or {})
@@ -275,7 +270,7 @@ class OpenAIAgent:
                 left = session.remaining()
                 if left <= 0:
                     span.set_status(Status(StatusCode.ERROR, "no time left for the model call"))
-                    span.set_attribute(Attr.REFUSED_REASON, DEADLINE)
+                    span.set_attributes({Attr.REFUSED_REASON: DEADLINE, Attr.ERROR_TYPE: DEADLINE})
                     return None
                 try:
                     raw = create(**req, timeout=left)
@@ -285,6 +280,7 @@ class OpenAIAgent:
                     openai.NotFoundError,
                     openai.UnprocessableEntityError,
                 ) as exc:
+                    span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
                     self._explain_refusal(exc)
                     raise
                 except (
@@ -293,6 +289,7 @@ class OpenAIAgent:
                     openai.APIConnectionError,
                 ) as exc:
                     if isinstance(exc, openai.APITimeoutError) and session.remaining() <= 0:
+                        span.set_attribute(Attr.ERROR_TYPE, "timeout")
                         span.set_status(
                             Status(
                                 StatusCode.ERROR,
@@ -316,12 +313,16 @@ class OpenAIAgent:
                         event[Attr.RETRY_AFTER] = asked
                     span.add_event("retry", event)
                     if last:
+                        span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
                         span.set_status(Status(StatusCode.ERROR, f"gave up after {attempt + 1}"))
                         raise
                     time.sleep(delay)
                     attempt += 1
-            turn = conversation.take(self._read(raw, span, ctx))
+            data = self._read(raw, span, ctx)
+            turn = conversation.take(data)
+            out = content.output_messages(self.api, data, turn.finish_reasons)
             attrs = {
+                Attr.GEN_AI_OUTPUT_MESSAGES: content.capped(out)[0],
                 Attr.GEN_AI_RESPONSE_ID: turn.response_id,
                 Attr.GEN_AI_RESPONSE_MODEL: turn.response_model,
                 Attr.GEN_AI_INPUT_TOKENS: turn.input_tokens,
@@ -340,6 +341,33 @@ class OpenAIAgent:
             ):
                 ctx.info[key] = ctx.info.get(key, 0) + int(value or 0)
         return turn
+
+    def _attributes(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A model call's attributes as the GenAI conventions name them, with the request's
+        content (the opt-in attributes OTel backends render as a conversation)."""
+        o = self.options
+        url = urlsplit(self.base_url or "https://api.openai.com/v1")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        messages, omitted = content.capped(content.input_messages(self.api, req))
+        attrs = {
+            Attr.GEN_AI_OPERATION: Span.CHAT,
+            Attr.GEN_AI_PROVIDER_NAME: self.provider,
+            Attr.GEN_AI_REQUEST_MODEL: self.model,
+            Attr.GEN_AI_REQUEST_TEMPERATURE: o.temperature,
+            Attr.GEN_AI_REQUEST_SEED: o.seed,
+            Attr.OPENAI_API_TYPE: "chat_completions" if self.api == "chat" else "responses",
+            Attr.SHELL_TOOL: self.shell_tool,
+            Attr.SERVER_ADDRESS: url.hostname,
+            Attr.SERVER_PORT: port,
+            Attr.PREVIOUS_RESPONSE_ID: req.get("previous_response_id"),
+            Attr.GEN_AI_INPUT_MESSAGES: messages,
+            Attr.MESSAGES_OMITTED: omitted or None,
+            Attr.GEN_AI_SYSTEM_INSTRUCTIONS: json.dumps(content.system_instructions(req)),
+            Attr.GEN_AI_TOOL_DEFINITIONS: json.dumps(content.tool_definitions(self.api, req)),
+        }
+        if self.api == "chat":
+            del attrs[Attr.GEN_AI_SYSTEM_INSTRUCTIONS]  # the system message is in the messages
+        return {k: v for k, v in attrs.items() if v is not None}
 
     def _explain_refusal(self, exc: Any) -> None:
         """A request refused because of the native shell tool says so, and names the fix."""
@@ -369,6 +397,7 @@ class OpenAIAgent:
             stored = json.dumps(data, sort_keys=True).encode() if not problem else body
             span.set_attribute(Attr.RESPONSE_BLOB, ctx.put_blob(stored))
         if problem:
+            span.set_attribute(Attr.ERROR_TYPE, ModelResponseError.__qualname__)
             span.set_status(Status(StatusCode.ERROR, "unreadable response"))
             start = body[:300].decode("utf-8", errors="replace")
             raise ModelResponseError(
@@ -383,20 +412,21 @@ class OpenAIAgent:
     # -- tool calls ----------------------------------------------------------------------
 
     def _span(self, tracer: Any, call: ToolCall) -> Any:
-        return tracer.start_as_current_span(
-            Span.tool(call.name),
-            attributes={
-                Attr.GEN_AI_OPERATION: Span.EXECUTE_TOOL,
-                Attr.GEN_AI_TOOL_NAME: call.name,
-                Attr.GEN_AI_TOOL_CALL_ID: call.call_id,
-                Attr.GEN_AI_TOOL_CALL_ARGUMENTS: call.arguments,
-            },
-        )
+        attrs = {
+            Attr.GEN_AI_OPERATION: Span.EXECUTE_TOOL,
+            Attr.GEN_AI_TOOL_NAME: call.name,
+            Attr.GEN_AI_TOOL_TYPE: "function",  # run by the client, not the provider
+            Attr.GEN_AI_TOOL_CALL_ID: call.call_id,
+            Attr.GEN_AI_TOOL_CALL_ARGUMENTS: call.arguments,
+        }
+        if call.name in TOOLS:
+            attrs[Attr.GEN_AI_TOOL_DESCRIPTION] = shell.DESCRIPTION
+        return tracer.start_as_current_span(Span.tool(call.name), attributes=attrs)
 
     def _refuse(self, tracer: Any, call: ToolCall) -> None:
         """Record a tool call that came after the deadline: not run."""
         with self._span(tracer, call) as span:
-            span.set_attribute(Attr.REFUSED_REASON, DEADLINE)
+            span.set_attributes({Attr.REFUSED_REASON: DEADLINE, Attr.ERROR_TYPE: DEADLINE})
             span.set_status(Status(StatusCode.ERROR, "refused: the agent's time is up"))
 
     def _tool(
@@ -408,7 +438,7 @@ class OpenAIAgent:
             if isinstance(args, tuple):
                 status, message = args
                 span.set_status(Status(StatusCode.ERROR, status))
-                span.set_attribute(Attr.TOOL_ERROR, message)
+                span.set_attributes({Attr.TOOL_ERROR: message, Attr.ERROR_TYPE: status})
                 answer = conversation.answer(call, None, message)
                 span.set_attribute(Attr.GEN_AI_TOOL_CALL_RESULT, answer)
                 return True
@@ -418,7 +448,7 @@ class OpenAIAgent:
             )
             if result.refused:
                 # Commands after the deadline are not run: the loop ends after this call.
-                span.set_attribute(Attr.REFUSED_REASON, DEADLINE)
+                span.set_attributes({Attr.REFUSED_REASON: DEADLINE, Attr.ERROR_TYPE: DEADLINE})
                 span.set_status(Status(StatusCode.ERROR, "refused: the agent's time is up"))
                 return False
             return True
@@ -427,7 +457,7 @@ class OpenAIAgent:
     def _arguments(call: ToolCall) -> shell.ShellArgs | tuple[str, str]:
         """The call's checked arguments, or why it cannot run: (status, words for the model)."""
         if call.name not in TOOLS:
-            return "unknown tool", (
+            return "unknown_tool", (
                 f"unknown tool {call.name!r}: the tools you have are {', '.join(TOOLS)}. "
                 'Call shell with JSON like {"commands": ["ls -la"]}.'
             )
@@ -436,6 +466,6 @@ class OpenAIAgent:
                 return shell.check_action(call.action)
             return shell.parse_arguments(call.arguments)
         except shell.ToolArgumentError as exc:
-            return "malformed arguments", (
+            return "invalid_arguments", (
                 f"invalid arguments for shell: {exc}. Expected JSON like {shell.EXAMPLE}."
             )

@@ -44,26 +44,75 @@ def _root(
         typer.Option(
             "--otlp-endpoint",
             metavar="URL",
-            help="Also send every recorded span to this OTLP/HTTP collector (base URL).",
+            help="Also send every recorded span to this OTLP/HTTP collector (base URL). "
+            "Accepted before or after the command.",
         ),
     ] = None,
+    otlp_content: Annotated[
+        bool,
+        typer.Option(
+            help="Send model calls' messages and tool payloads to the OTLP collector "
+            "(the GenAI conventions' opt-in attributes); --no-otlp-content for a backend "
+            "that must not see them. The store keeps them either way.",
+        ),
+    ] = True,
 ) -> None:
     """Observability-first evaluation and replay harness for AI agents."""
     if otlp_endpoint:
         os.environ["HARNESS_OTLP_ENDPOINT"] = otlp_endpoint
+    if not otlp_content:
+        os.environ["HARNESS_OTLP_CONTENT"] = "0"
 
 
 for _group in (_engine, _tasks, _exec, _run, _store):
     _group.register(app)
 
 
+GLOBAL_VALUES = ("--otlp-endpoint",)  # global options with a value
+GLOBAL_FLAGS = ("--otlp-content", "--no-otlp-content")
+
+
+def global_options(argv: list[str]) -> list[str]:
+    """Move the global options to the front, wherever they were given (``harness run ...
+    --otlp-endpoint URL`` works like ``harness --otlp-endpoint URL run ...``). Nothing after
+    ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name = token.partition("=")[0]
+        if token == "--":
+            rest.extend(argv[i:])
+            break
+        if name in GLOBAL_VALUES and "=" not in token:
+            if i + 1 >= len(argv):
+                raise ValueError(f"{token} needs a value")
+            front += [token, argv[i + 1]]
+            i += 2
+            continue
+        if name in GLOBAL_VALUES or token in GLOBAL_FLAGS:
+            front.append(token)
+        else:
+            rest.append(token)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     """The console script. The agents' own options of ``run`` are taken off the command line
     here and handed to ``run`` through the context object."""
+    import gc
     import sys
 
     handle_signals()
-    argv = sys.argv[1:]
+    # What is loaded by now lives as long as the process: keep the collector from scanning
+    # it again and again (a full collection of it costs ~60 ms, mid-command).
+    gc.freeze()
+    try:
+        argv = global_options(sys.argv[1:])
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     obj: dict[str, Any] = {}
     command = typer.main.get_command(app)
     i = _run.subcommand_index(argv)

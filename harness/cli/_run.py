@@ -29,7 +29,7 @@ def subcommand_index(argv: list[str]) -> int | None:
     i = 0
     while i < len(argv):
         token = argv[i]
-        if token == "--otlp-endpoint":
+        if token == "--otlp-endpoint":  # harness.cli.GLOBAL_VALUES
             i += 2
         elif token.startswith("-"):
             i += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -263,11 +264,10 @@ def test_six_turns_pass_a_task_in_each_mode(
     assert (trial.output_tokens, trial.reasoning_tokens) == (300, 180)
 
 
-def test_the_run_summary_shows_tokens_and_cost(
-    base_image: str, tmp_path: Path, serve: Any, api_key: str
-) -> None:
-    model = Model(six_turns(native=True))
-    res = harness_cli(
+def run_openai(url: str, db: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``harness run`` of the openai agent on fix-python-bug; ``options`` come last (and
+    win: a later ``--model`` replaces test-model)."""
+    return harness_cli(
         "run",
         str(TASKS),
         "--task-filter",
@@ -275,13 +275,21 @@ def test_the_run_summary_shows_tokens_and_cost(
         "--agent",
         "openai",
         "--model",
-        "gpt-5-mini",
-        "--store",
+        "test-model",
         "--base-url",
-        serve(model),
+        url,
         "--db",
-        str(tmp_path / "t.duckdb"),
+        str(db),
+        *options,
     )
+
+
+def test_the_run_summary_shows_tokens_and_cost(
+    base_image: str, tmp_path: Path, serve: Any, api_key: str
+) -> None:
+    model = Model(six_turns(native=True))
+    db = tmp_path / "t.duckdb"
+    res = run_openai(serve(model), db, "--model", "gpt-5-mini", "--store")
     assert res.returncode == 0, res.stderr
     assert model.errors == [] and all(b["store"] for _, _, b in model.requests)
     usd = cost_usd("gpt-5-mini", 1200, 300, cached_tokens=600)
@@ -298,6 +306,13 @@ def test_an_endpoint_without_the_native_shell_tool_names_the_fix(
     assert result.outcome == "infra_error"
     assert "native shell tool" in result.error and "--shell-tool function" in result.error
     assert [e.param for e in model.errors] == ["tools[0].type"]
+    # The error shows as an error in any trace list: status and error.type, root and call.
+    failed = store.sql(
+        f"SELECT name, status_code, {_attr(Attr.ERROR_TYPE)} AS error_type FROM spans "
+        f"WHERE name LIKE '{Span.TRIAL}%' OR name LIKE '{Span.CHAT}%' ORDER BY start_ns"
+    )
+    assert list(failed.status_code) == ["ERROR", "ERROR"]
+    assert list(failed.error_type) == ["infra_error", "BadRequestError"]
     # The same endpoint serves the function tool.
     model = Model([final(1)], native_shell=False)
     result, _ = _trial(tmp_path / "again", serve(model), 60, shell_tool="function")

@@ -282,7 +282,7 @@ def test_a_two_minute_read_during_a_suite_loses_no_span(base_image: str, tmp_pat
     assert summary["late_spans"] > 0 and "added late" in err
     store = traces.TraceStore(db)
     per_trial = store.sql(
-        "SELECT t.task, count(*) FILTER (WHERE s.name = 'sandbox.exec') AS commands, "
+        "SELECT t.task, count(*) FILTER (WHERE s.name LIKE 'sandbox.exec%') AS commands, "
         "count(*) FILTER (WHERE s.name IN ('setup', 'agent', 'verify')) AS phases "
         "FROM trials t JOIN spans s ON s.trace_id = t.trace_id WHERE t.run_id = ? "
         "GROUP BY t.task ORDER BY t.task",

@@ -43,7 +43,11 @@ def test_oom_killed_session_shell_is_reported(base_image: str, host_files: bool)
 
 
 def _spans(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name == name]
+    return [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == name or (name == Span.EXEC and Span.is_exec(s.name))
+    ]
 
 
 def _recording() -> tuple[Recording, InMemorySpanExporter]:
