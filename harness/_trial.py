@@ -42,6 +42,7 @@ from ._control import RunControl, wait_for_engine
 from ._record import SCOPE, finish_trial, new_trial_id, trial_root
 from ._tasks import Healthcheck, Step, Task
 from .agents import Agent, AgentContext, AgentSession, upload_dir
+from .agents._agent import SESSION as AGENT_SESSION
 
 __all__ = ["TrialResult", "TrialSettings", "read_reward", "run_trial"]
 
@@ -56,10 +57,6 @@ _OFFLINE = re.compile(
 # Not an outcome: what a trial stopped by the user or an engine outage reports to its caller.
 # Its record has no outcome, so `--resume` runs it again and no summary counts it.
 INTERRUPTED = "interrupted"
-
-# The shell session the agent's commands run in (AgentSession's): started while setup runs,
-# so that the agent's first command does not wait for it.
-AGENT_SESSION = "agent"
 
 # Setup errors that another attempt would only repeat: the task or image must change.
 _WONT_CHANGE = (UnknownUser, ImageNotFound, LimitNotSupported)

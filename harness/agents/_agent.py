@@ -32,6 +32,11 @@ class AgentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The agent's commands run in a shell of this name, apart from the verifier's: nothing the
+# agent defines there (variables, functions, the directory) reaches the verifier.
+SESSION = "agent"
+
+
 class TimeUp(RuntimeError):
     """The agent asked for an action after its deadline; it was refused, not run."""
 
@@ -70,7 +75,7 @@ class AgentSession:
         self.commands += 1
         # A shell of the agent's own: nothing it defines there reaches the verifier's shell.
         return self.sandbox.run(
-            command, timeout=min(timeout or left, left), user=self.user, session="agent"
+            command, timeout=min(timeout or left, left), user=self.user, session=SESSION
         )
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:

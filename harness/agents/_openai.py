@@ -147,8 +147,8 @@ class ModelResponseError(RuntimeError):
     """A model server's answer could not be read as the API's JSON."""
 
 
-class NativeShellRejected(RuntimeError):
-    """The endpoint or model refused the native shell tool."""
+class ModelRequestRefused(RuntimeError):
+    """The endpoint refused a request for an option it lacks; the message names the fix."""
 
 
 class OpenAIAgent:
@@ -370,19 +370,29 @@ class OpenAIAgent:
         return {k: v for k, v in attrs.items() if v is not None}
 
     def _explain_refusal(self, exc: Any) -> None:
-        """A request refused because of the native shell tool says so, and names the fix."""
-        if self.shell_tool != NATIVE:
-            return
+        """A request refused because of an option this endpoint lacks (the native shell
+        tool, stored responses) says so, and names the fix."""
         body = getattr(exc, "body", None)
         message = str(body.get("message", "")) if isinstance(body, dict) else str(exc)
-        if "shell" not in message.lower():
-            return
-        raise NativeShellRejected(
-            f"the model server at {self.base_url or 'OpenAI'} refused the native shell tool for "
-            f"model {self.model!r} (HTTP {getattr(exc, 'status_code', '?')}: {message}). "
-            "If this endpoint or model has no native shell tool, run with --shell-tool "
-            "function to offer the shell as a function tool instead."
-        ) from None
+        code = body.get("code") if isinstance(body, dict) else None
+        where = (
+            f"the model server at {self.base_url or 'OpenAI'} (model {self.model!r}, HTTP "
+            f"{getattr(exc, 'status_code', '?')}: {message})"
+        )
+        if self.shell_tool == NATIVE and "shell" in message.lower():
+            raise ModelRequestRefused(
+                f"{where} refused the native shell tool. If this endpoint or model has no "
+                "native shell tool, run with --shell-tool function to offer the shell as a "
+                "function tool instead."
+            ) from None
+        if self.options.store and (
+            code == "previous_response_not_found" or "previous response" in message.lower()
+        ):
+            raise ModelRequestRefused(
+                f"{where} has not kept the previous response. If this endpoint does not store "
+                "responses, run without --store: the whole conversation is then sent each "
+                "turn."
+            ) from None
 
     def _read(self, raw: Any, span: Any, ctx: AgentContext) -> dict[str, Any]:
         """The response's JSON object; a clear error naming the URL for anything else."""

@@ -109,13 +109,19 @@ class Model:
         replies: the answers, in order.
         native_shell: whether this endpoint has the native shell tool (some OpenAI-compatible
             servers and models do not, and refuse it as an unknown tool type).
+        stores: whether this endpoint keeps responses asked to be stored (servers without
+            storage answer a later ``previous_response_id`` with "not found").
     """
 
     def __init__(
-        self, replies: list[Reply | tuple[int, dict[str, Any]]], *, native_shell: bool = True
+        self,
+        replies: list[Reply | tuple[int, dict[str, Any]]],
+        *,
+        native_shell: bool = True,
+        stores: bool = True,
     ) -> None:
         self.replies = [r if isinstance(r, Reply) else Reply(*r) for r in replies]
-        self.native_shell = native_shell
+        self.native_shell, self.stores = native_shell, stores
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.times: list[float] = []
         self.errors: list[ApiError] = []  # every refusal, in order
@@ -325,7 +331,7 @@ def issue_response(
     data["store"] = store
     data["previous_response_id"] = request.get("previous_response_id")
     if data.get("id"):
-        model.responses[data["id"]] = Stored(context + output, store)
+        model.responses[data["id"]] = Stored(context + output, store and model.stores)
     return data
 
 

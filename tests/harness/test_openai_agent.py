@@ -284,6 +284,17 @@ def run_openai(url: str, db: Path, *options: str) -> subprocess.CompletedProcess
     )
 
 
+def test_store_on_an_endpoint_that_keeps_nothing_names_the_fix(
+    base_image: str, tmp_path: Path, serve: Any, api_key: str
+) -> None:
+    model = Model([(200, response(1, shell_call(1, ["true"]))), final(2)], stores=False)
+    result, _ = _trial(tmp_path, serve(model), 60, store=True)
+    assert result.outcome == "infra_error"
+    assert "has not kept the previous response" in result.error
+    assert "run without --store" in result.error
+    assert [e.code for e in model.errors] == ["previous_response_not_found"]
+
+
 def test_the_run_summary_shows_tokens_and_cost(
     base_image: str, tmp_path: Path, serve: Any, api_key: str
 ) -> None:
