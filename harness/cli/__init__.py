@@ -72,10 +72,10 @@ GLOBAL_VALUES = ("--otlp-endpoint",)  # global options with a value
 GLOBAL_FLAGS = ("--otlp-content", "--no-otlp-content")
 
 
-def global_options(argv: list[str]) -> list[str]:
-    """Move the global options to the front, wherever they were given (``harness run ...
-    --otlp-endpoint URL`` works like ``harness --otlp-endpoint URL run ...``). Nothing after
-    ``--`` is touched."""
+def global_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take the global options out of ``argv``, wherever they were given (``harness run ...
+    --otlp-endpoint URL`` works like ``harness --otlp-endpoint URL run ...``): (the global
+    options, the rest in order). Nothing after ``--`` is touched."""
     front: list[str] = []
     rest: list[str] = []
     i = 0
@@ -96,7 +96,7 @@ def global_options(argv: list[str]) -> list[str]:
         else:
             rest.append(token)
         i += 1
-    return front + rest
+    return front, rest
 
 
 def main() -> None:
@@ -110,7 +110,7 @@ def main() -> None:
     # it again and again (a full collection of it costs ~60 ms, mid-command).
     gc.freeze()
     try:
-        argv = global_options(sys.argv[1:])
+        front, argv = global_options(sys.argv[1:])
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     obj: dict[str, Any] = {}
@@ -123,4 +123,4 @@ def main() -> None:
             raise SystemExit(f"error: {exc}") from None
         argv = [*argv[: i + 1], *rest]
         command.commands["run"].epilog = _run.agent_options_help()  # type: ignore[attr-defined]
-    command.main(args=argv, prog_name="harness", obj=obj)
+    command.main(args=[*front, *argv], prog_name="harness", obj=obj)

@@ -25,17 +25,9 @@ def register(app: typer.Typer) -> None:
 
 
 def subcommand_index(argv: list[str]) -> int | None:
-    """Where the subcommand is in ``argv`` (after the root's own options), if any."""
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token == "--otlp-endpoint":  # harness.cli.GLOBAL_VALUES
-            i += 2
-        elif token.startswith("-"):
-            i += 1
-        else:
-            return i
-    return None
+    """Where the subcommand is in ``argv`` (the global options taken out, so only flags of
+    the root can come before it), if any."""
+    return next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
 
 
 def take_agent_options(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
