@@ -121,32 +121,27 @@ def record_config(recorder: traces.Recorder, run_id: str, cfg: RunConfig) -> Spa
     return context
 
 
-def run_span(store: traces.TraceStore, run_id: str) -> SpanContext | None:
-    """The span context of a recorded run's ``harness.run`` span (for a resume's trials to
-    link to), or None when the store has none."""
+def recorded_run(store: traces.TraceStore, run_id: str) -> tuple[RunConfig, SpanContext]:
+    """A recorded run's configuration and its ``harness.run`` span (a resume's trials link
+    to it), from that one span.
+
+    Raises:
+        traces.StoreError: the store has no such run.
+    """
     df = store.sql(
-        "SELECT trace_id, span_id FROM spans WHERE name = ? AND run_id = ? LIMIT 1",
+        f"SELECT trace_id, span_id, json_extract_string(attributes, '$.\"{Attr.RUN_CONFIG}\"') "
+        "AS c FROM spans WHERE name = ? AND run_id = ? LIMIT 1",
         [Span.RUN, run_id],
     )
     if df.empty:
-        return None
-    return SpanContext(
+        raise traces.StoreError(f"no run {run_id!r} in {store.path} (see `harness runs`)")
+    span = SpanContext(
         int(df.trace_id[0], 16),
         int(df.span_id[0], 16),
         is_remote=False,
         trace_flags=TraceFlags(TraceFlags.SAMPLED),
     )
-
-
-def stored_config(store: traces.TraceStore, run_id: str) -> RunConfig:
-    df = store.sql(
-        f"SELECT json_extract_string(attributes, '$.\"{Attr.RUN_CONFIG}\"') AS c "
-        "FROM spans WHERE name = ? AND run_id = ? LIMIT 1",
-        [Span.RUN, run_id],
-    )
-    if df.empty:
-        raise traces.StoreError(f"no run {run_id!r} in {store.path} (see `harness runs`)")
-    return RunConfig.from_json(str(df.c[0]))
+    return RunConfig.from_json(str(df.c[0])), span
 
 
 def finished_trials(store: traces.TraceStore, run_id: str) -> set[tuple[str, int]]:
@@ -237,6 +232,7 @@ class RunPlan:
     resumed: bool = False
     invalid: list[TaskError] = field(default_factory=list)  # skipped with --skip-invalid
     notes: list[str] = field(default_factory=list)  # e.g. folders that hold no task
+    run_context: SpanContext | None = None  # a resumed run's `harness.run` span
 
     @property
     def total(self) -> int:
@@ -271,8 +267,9 @@ def plan_run(
     Raises:
         TaskError, ValueError (a bad agent or option), traces.StoreError (no such run).
     """
+    run_context = None
     if resume:
-        config = stored_config(store, resume)
+        config, run_context = recorded_run(store, resume)
         run_id, skip = resume, finished_trials(store, resume)
     elif config is None:
         raise ValueError("name at least one task folder (or use --resume RUN_ID)")
@@ -290,6 +287,7 @@ def plan_run(
         resumed=bool(resume),
         invalid=suite.invalid,
         notes=suite.notes,
+        run_context=run_context,
     )
 
 
@@ -301,9 +299,8 @@ def execute_run(
     control: RunControl | None = None,
 ) -> list[TrialResult]:
     """Record the run's configuration (a new run) and run its remaining trials."""
-    if plan.resumed:
-        context = run_span(recorder.store, plan.run_id)
-    else:
+    context = plan.run_context
+    if not plan.resumed:
         context = record_config(recorder, plan.run_id, plan.config)
     return run_suite(
         plan.tasks,

@@ -194,6 +194,16 @@ def test_cli_run_and_resume_after_sigkill(base_image: str, tmp_path: Path) -> No
     assert summary["trials"] == 4 and summary["passed"] == 4 and summary["pass@4"] == 1.0
     idx = store.sql("SELECT trial_index FROM trials WHERE run_id = ? ORDER BY 1", [run_id])
     assert list(idx.trial_index) == [0, 1, 2, 3]
+    # Trials of both processes link to the one span that recorded the run.
+    links = store.sql(
+        "SELECT t.trial_index, l.linked_span_id FROM trials t LEFT JOIN span_links l "
+        "ON l.trace_id = t.trace_id WHERE t.run_id = ? AND NOT t.superseded ORDER BY 1",
+        [run_id],
+    )
+    run_span = store.sql(
+        "SELECT span_id FROM spans WHERE name = 'harness.run' AND run_id = ?", [run_id]
+    ).span_id
+    assert len(run_span) == 1 and list(links.linked_span_id) == [run_span[0]] * 4
     runs = harness_cli("runs", "--db", str(db), "--json")
     assert json.loads(runs.stdout)[0]["run_id"] == run_id
 
