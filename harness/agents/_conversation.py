@@ -83,6 +83,13 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+def reasoning_summary(item: dict[str, Any]) -> str:
+    """The summary text of a Responses API reasoning item ("" when it has none)."""
+    return "\n\n".join(
+        str(s["text"]) for s in item.get("summary") or [] if isinstance(s, dict) and s.get("text")
+    )
+
+
 def _function_output(result: shell.ShellResult | None, error: str | None) -> str:
     if error is not None or result is None:
         return json.dumps({"error": error})
@@ -167,12 +174,8 @@ class Responses:
                         action=action,
                     )
                 )
-            elif kind == "reasoning":
-                summary += [
-                    str(s.get("text", ""))
-                    for s in item.get("summary") or []
-                    if isinstance(s, dict) and s.get("text")
-                ]
+            elif kind == "reasoning" and (text := reasoning_summary(item)):
+                summary.append(text)
         usage = data.get("usage") or {}
         return Turn(
             response_id=data.get("id"),

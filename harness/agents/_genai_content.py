@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._conversation import reasoning_summary
+
 # A content attribute is capped at this many bytes of JSON: the oldest input messages are
 # left out until it fits (OTLP backends reject or truncate very large attributes; a
 # stateless conversation is resent in full on every turn).
@@ -45,12 +47,6 @@ def _arguments(raw: Any) -> Any:
     return raw
 
 
-def _summary(item: dict[str, Any]) -> str:
-    return "\n\n".join(
-        str(s.get("text", "")) for s in item.get("summary") or [] if isinstance(s, dict)
-    )
-
-
 def _responses_part(item: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(role, part) for one Responses API item that is not a message."""
     kind = item.get("type")
@@ -75,7 +71,7 @@ def _responses_part(item: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
             "response": _arguments(item.get("output")),
         }
     if kind == "reasoning":
-        summary = _summary(item)
+        summary = reasoning_summary(item)
         return ("assistant", {"type": "reasoning", "content": summary}) if summary else None
     return "assistant", {"type": str(kind or "unknown")}
 
