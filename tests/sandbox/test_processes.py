@@ -147,7 +147,10 @@ def test_other_users_shells_are_stopped_and_restarted(sb: Sandbox) -> None:
     snap = sb.processes()
     r = sb.run("cd /tmp; export WHO=agent; (setsid sleep 4321 &); sleep 1234 &", user="agent")
     assert r.exit_code == 0, r
-    agents = [p for p in sb.processes() if p.argv[:1] == ("sleep",)]
+    # The detached one may still be between fork and exec when the command returns.
+    deadline, agents = time.monotonic() + 10, []
+    while time.monotonic() < deadline and len(agents) < 2:
+        agents = [p for p in sb.processes() if p.argv[:1] == ("sleep",)]
     assert {p.argv[1] for p in agents} == {"4321", "1234"}
     sb.kill_processes(keep=snap)
     assert [p for p in sb.processes() if p not in snap] == []
