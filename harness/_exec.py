@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import traces
 from sandbox import CommandResult, Limits, Recording, Sandbox
-from traces.vocab import Outcome
+from traces.vocab import Actor, Attr, Outcome
 
 from ._record import finish_trial, new_run_id, new_trial_id, trial_root
 
@@ -71,8 +71,9 @@ def exec_commands(
         )
         if on_start is not None:
             on_start(sb)
-        for cmd in commands:
-            r = sb.run(cmd)
+        for step, cmd in enumerate(commands, start=1):
+            # The user's commands are the session's actions: steps, as an agent's are.
+            r = sb.run(cmd, attributes={Attr.ACTOR: Actor.AGENT, Attr.STEP: step})
             if status == 0 and not r.ok:
                 status = 124 if r.timed_out else (r.exit_code or 1)
             if on_result is not None:

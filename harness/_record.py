@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,12 +45,14 @@ def trial_root(
     image_id: str | None = None,
     provider: str | None = None,
     run_span: SpanContext | None = None,
+    links: Sequence[SpanContext] = (),
 ) -> Iterator[OtelSpan]:
     """The root span of one trial (current inside the block): an ``invoke_agent`` span as
     the GenAI conventions define it, in the run's session so backends group a run's trials.
     ``provider`` is the agent's model provider (``gen_ai.provider.name``); an agent without
     a model is its own provider, ``harness``. A suite's trial links to ``run_span``, its run's
-    ``harness.run`` span, so a backend leads from a run to its trials and back."""
+    ``harness.run`` span, so a backend leads from a run to its trials and back; a replay or
+    fork also links to the trial it came from (``links``)."""
     attrs: dict[str, Any] = {
         Attr.GEN_AI_OPERATION: Span.TRIAL,
         Attr.GEN_AI_PROVIDER_NAME: provider or PROVIDER,
@@ -68,8 +70,10 @@ def trial_root(
         Attr.IMAGE_ID: image_id,
     }
     attrs.update({k: v for k, v in optional.items() if v})
-    links = [Link(run_span)] if run_span is not None else None
-    with tracer.start_as_current_span(Span.trial(agent), attributes=attrs, links=links) as root:
+    spans = [run_span, *links] if run_span is not None else list(links)
+    with tracer.start_as_current_span(
+        Span.trial(agent), attributes=attrs, links=[Link(s) for s in spans] or None
+    ) as root:
         yield root
 
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._task_archive import task_archive
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _MB = {"": 1 / (1 << 20), "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
 
@@ -173,6 +175,12 @@ class Task:
         """Hash of every file in the task folder (names, modes and bytes), as loaded; read
         once per loaded task, not once per trial."""
         return tree_hash(self.path)
+
+    @functools.cached_property
+    def archive(self) -> bytes | None:
+        """The task folder as a deterministic archive (None when too large to record): a
+        trial's record carries it, so the trial can be replayed from the record alone."""
+        return task_archive(self.path)
 
     @functools.cached_property
     def environment_hash(self) -> str:

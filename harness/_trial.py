@@ -18,7 +18,8 @@ import re
 import shlex
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -26,6 +27,7 @@ from opentelemetry.trace import SpanContext, Status, StatusCode, Tracer
 
 import traces
 from sandbox import (
+    CommandResult,
     EngineUnavailable,
     ImageNotFound,
     LimitNotSupported,
@@ -35,7 +37,7 @@ from sandbox import (
     SandboxError,
     UnknownUser,
 )
-from traces.vocab import Attr, Outcome, Span
+from traces.vocab import Actor, Attr, Outcome, Span
 
 from ._build import BuildError, TaskImage
 from ._control import RunControl, wait_for_engine
@@ -100,6 +102,39 @@ class TrialSettings:
     network: str | None = None  # overrides every task's network policy (e.g. "none")
     engine_wait_s: float = 120.0  # how long to wait for an engine that stopped answering
     run_span: SpanContext | None = None  # the run's `harness.run` span: trials link to it
+    source_date_epoch: int | None = None  # the run's; default: when the trial starts
+    # Put on the trial root (a replay's or fork's origin), and further spans it links to.
+    root_attributes: Mapping[str, Any] = field(default_factory=dict)
+    links: tuple[SpanContext, ...] = ()
+
+
+# What every trial's sandbox is given so a command's output depends on the task and the
+# command, not on the machine or the moment (see README, "Determinism"); the task's own
+# environment variables win over these.
+HOSTNAME = "sandbox"
+DETERMINISM_ENV: Mapping[str, str] = {
+    "TZ": "UTC",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONHASHSEED": "0",
+}
+
+
+class _Issuer:
+    """The sandbox as harness or the verifier uses it: every command and file write is
+    recorded with who issued it and in which phase (and stage)."""
+
+    def __init__(self, sandbox: Sandbox, actor: str, phase: str, stage: str = "") -> None:
+        self.sandbox = sandbox
+        self.attributes = {Attr.ACTOR: actor, Attr.PHASE: phase}
+        if stage:
+            self.attributes[Attr.STAGE] = stage
+
+    def run(self, command: str, timeout: float | None = 60.0) -> CommandResult:
+        return self.sandbox.run(command, timeout=timeout, attributes=self.attributes)
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        self.sandbox.write_file(path, data, mode, attributes=self.attributes)
 
 
 @dataclass
@@ -171,7 +206,7 @@ def decide(task: Task, f: Findings) -> tuple[str, str, float | None]:
     return (Outcome.PASSED if reward >= 1.0 else Outcome.FAILED), "", reward
 
 
-def read_reward(sb: Sandbox) -> tuple[float, dict[str, float]] | str:
+def read_reward(sb: Sandbox | _Issuer) -> tuple[float, dict[str, float]] | str:
     """The verifier's reward: reward.json (a dict of numbers) or reward.txt (one number);
     otherwise why there is none, in words a task author can act on."""
     r = sb.run(
@@ -260,8 +295,16 @@ def run_trial(
         image_id=built.image_id if built else None,
         provider=getattr(agent, "provider", None),
         run_span=settings.run_span,
+        links=settings.links,
     ) as root:
         root.set_attribute(Attr.EFFECTIVE_NETWORK, settings.network or task.environment.network)
+        if settings.source_date_epoch is None:
+            settings = replace(settings, source_date_epoch=int(time.time()))
+        root.set_attribute(Attr.SOURCE_DATE_EPOCH, settings.source_date_epoch)
+        if settings.root_attributes:
+            root.set_attributes(dict(settings.root_attributes))
+        if task.archive is not None:
+            root.set_attribute(Attr.TASK_ARCHIVE, recorder.put_blob(task.archive))
         if built is not None:
             root.set_attribute(Attr.BUILD_CACHED, built.cached)
         if build_s is not None:
@@ -371,11 +414,14 @@ def _setup(ctx: TrialContext) -> None:
     """Start the sandbox and what the image serves; wait until the environment is healthy."""
     env = ctx.task.environment
     disk = env.storage_mb << 20 if env.storage_mb else None
+    epoch = {"SOURCE_DATE_EPOCH": str(ctx.settings.source_date_epoch or 0)}
     with ctx.tracer.start_as_current_span(Span.SETUP) as span:
         ctx.sandbox = Sandbox(
-            ctx.image.tag,
+            # Pinned by id: a tag rebuilt or retagged since cannot change what runs.
+            ctx.image.image_id or ctx.image.tag,
             limits=Limits(memory=env.memory_mb << 20, cpus=env.cpus, disk=disk),
-            env=env.env,
+            env={**DETERMINISM_ENV, **epoch, **env.env},
+            hostname=HOSTNAME,
             workdir=env.workdir,
             network=ctx.settings.network or env.network,
             run_id=ctx.run_id,
@@ -387,18 +433,19 @@ def _setup(ctx: TrialContext) -> None:
         ctx.sandbox.start()
         if ctx.control is not None:
             ctx.control.attach(ctx.sandbox)
-        _start_services(ctx.sandbox, ctx.image)
+        sb = _Issuer(ctx.sandbox, Actor.HARNESS, Span.SETUP)
+        _start_services(sb, ctx.image)
         # What runs now is the environment's; anything the agent starts later is stopped
         # before the verifier runs.
         ctx.services = ctx.sandbox.processes()
         if env.healthcheck is not None:
-            problem = _wait_healthy(ctx.sandbox, env.healthcheck)
+            problem = _wait_healthy(sb, env.healthcheck)
             if problem:
                 span.set_status(Status(StatusCode.ERROR, "never healthy"))
                 ctx.findings.setup_error = problem
 
 
-def _start_services(sb: Sandbox, image: TaskImage) -> None:
+def _start_services(sb: _Issuer, image: TaskImage) -> None:
     """Start the image's ENTRYPOINT in the background, as the image would on `docker run`
     (the container's PID 1 is harness's own shell)."""
     if image.entrypoint:
@@ -406,7 +453,7 @@ def _start_services(sb: Sandbox, image: TaskImage) -> None:
         sb.run(f"(setsid {argv} >/tmp/.harness-entrypoint.log 2>&1 </dev/null &)")
 
 
-def _wait_healthy(sb: Sandbox, hc: Healthcheck) -> str:
+def _wait_healthy(sb: _Issuer, hc: Healthcheck) -> str:
     """'' once the healthcheck passes; otherwise why the environment never became healthy."""
     deadline = time.monotonic() + hc.start_period_sec + hc.retries * hc.interval_sec + 60
     failures = 0
@@ -428,7 +475,9 @@ def _agent_phase(ctx: TrialContext, stage: Step) -> None:
     assert ctx.sandbox is not None
     task, agent, f = ctx.task, ctx.agent, ctx.findings
     budget = stage.agent_timeout_sec * ctx.settings.timeout_multiplier
-    session = AgentSession(ctx.sandbox, task.agent_user, time.monotonic() + budget)
+    session = AgentSession(
+        ctx.sandbox, task.agent_user, time.monotonic() + budget, step=f.steps, stage=stage.name
+    )
     footer = FOOTER.format(seconds=budget) if ctx.settings.footer else ""
     agent_ctx = AgentContext(
         task,
@@ -465,7 +514,7 @@ def _agent_phase(ctx: TrialContext, stage: Step) -> None:
             ctx.sandbox.kill_processes(keep=ctx.services)
         if thread.is_alive():
             thread.join(30.0)  # whatever the agent waited for has returned now
-        f.steps += session.commands
+        f.steps = session.step
         f.agent_timed_out = f.agent_timed_out or timed_out
         if ctx.sandbox.disk_exceeded:
             limit = task.environment.storage_mb
@@ -483,8 +532,10 @@ def _agent_phase(ctx: TrialContext, stage: Step) -> None:
 
 def _verify(ctx: TrialContext, stage: Step) -> None:
     """Run the stage's tests and read the reward they wrote."""
-    sb, f = ctx.sandbox, ctx.findings
-    assert sb is not None
+    assert ctx.sandbox is not None
+    f = ctx.findings
+    sb = _Issuer(ctx.sandbox, Actor.HARNESS, Span.VERIFY, stage.name)
+    tests = _Issuer(ctx.sandbox, Actor.VERIFIER, Span.VERIFY, stage.name)
     timeout = stage.verifier_timeout_sec * ctx.settings.timeout_multiplier
     with ctx.tracer.start_as_current_span(Span.VERIFY, attributes={Attr.STAGE: stage.name}) as span:
         # Fresh, and the verifier's (root's): nothing the agent left there counts.
@@ -495,7 +546,7 @@ def _verify(ctx: TrialContext, stage: Step) -> None:
         )
         if stage.tests_dir is not None:
             upload_dir(sb, stage.tests_dir, "/tests")
-        r = sb.run(f"{_exports(stage.verifier_env)}bash /tests/test.sh", timeout=timeout)
+        r = tests.run(f"{_exports(stage.verifier_env)}bash /tests/test.sh", timeout=timeout)
         output = r.stdout_text + r.stderr_text
         offline = _OFFLINE.search(output)
         hint = (

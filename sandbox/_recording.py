@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -102,6 +102,7 @@ class CommandProbe:
     start_ns: int
     cpu0: float | None = None
     command_id: int = 0
+    content: bytes | None = None  # a file write's bytes, to record (up to the content cap)
 
 
 @dataclass
@@ -112,7 +113,8 @@ class _Ended:
     probe: CommandProbe
     end_ns: int
     attrs: dict[str, Any]
-    outputs: tuple[tuple[bytes, int], tuple[bytes, int]] | None = None  # (recorded, total)
+    # (recorded, total) of stdout and stderr; or a file write's (content, -1)
+    outputs: tuple[tuple[bytes, int], ...] | None = None
     status: str | None = None  # an error description, or None for an unset status
     event: dict[str, Any] | None = None  # the disk limit was exceeded: its measure
     raw: RawReading | None = None  # the cgroup files at the command's end (fast path)
@@ -229,21 +231,33 @@ class SessionRecorder:
     # -- commands ------------------------------------------------------------------------
 
     def before(
-        self, command: bytes, cwd: str, command_id: int, user: str | None = None
+        self,
+        command: bytes,
+        cwd: str,
+        command_id: int,
+        user: str | None = None,
+        timeout: float | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> CommandProbe:
         # The memory high-water mark restarts per command; the last command's peak is in
         # the sample taken when it ended.
         self.reader.reset_peak()
         cpu0 = self.reader.cpu_time()
-        line = command.decode("utf-8", errors="backslashreplace")
+        line, line_hex = _text(command)
         attrs: dict[str, Any] = {
             Attr.COMMAND_LINE: line,
             Attr.CWD: cwd,
             Attr.COMMAND_ID: command_id,
             Attr.CONTAINER_ID: self.container_id,
         }
+        if line_hex:
+            attrs[Attr.COMMAND_LINE_HEX] = line_hex
         if user:
             attrs[Attr.USER] = user
+        if timeout is not None:
+            attrs[Attr.TIMEOUT] = timeout
+        if extra:
+            attrs.update(extra)
         return CommandProbe(
             Span.exec(line), attrs, otel_context.get_current(), time.time_ns(), cpu0, command_id
         )
@@ -298,12 +312,31 @@ class SessionRecorder:
         self._find_changes(ended)
         self._hand_over(ended)
 
-    def before_write(self, path: str, size: int) -> CommandProbe:
-        attrs = {Attr.FS_PATH: path, Attr.FS_SIZE: size, Attr.CONTAINER_ID: self.container_id}
-        return CommandProbe(Span.WRITE_FILE, attrs, otel_context.get_current(), time.time_ns())
+    def before_write(
+        self,
+        path: str,
+        size: int,
+        mode: int = 0o644,
+        content: bytes | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> CommandProbe:
+        attrs: dict[str, Any] = {
+            Attr.FS_PATH: path,
+            Attr.FS_SIZE: size,
+            Attr.FS_MODE: f"{mode:04o}",
+            Attr.CONTAINER_ID: self.container_id,
+        }
+        if extra:
+            attrs.update(extra)
+        probe = CommandProbe(Span.WRITE_FILE, attrs, otel_context.get_current(), time.time_ns())
+        if content is not None and len(content) <= self.cfg.file_content_cap:
+            probe.content = content
+        return probe
 
     def after_write(self, probe: CommandProbe) -> None:
         ended = _Ended(probe, 0, {})
+        if probe.content is not None:
+            ended.outputs = ((probe.content, -1),)  # its blob is made on the record thread
         self._find_changes(ended)
         ended.end_ns = time.time_ns()
         self._hand_over(ended)
@@ -397,7 +430,9 @@ class SessionRecorder:
         """The spans of one ended command (or file write): the command's own, its file
         changes as its children, and its end-of-command resource sample."""
         probe, attrs = ended.probe, ended.attrs
-        if ended.outputs is not None:
+        if ended.outputs is not None and ended.outputs[0][1] < 0:
+            attrs[Attr.WRITE_BLOB] = self.blob(ended.outputs[0][0])
+        elif ended.outputs is not None:
             for (data, total), (blob_key, bytes_key, recorded_key) in zip(
                 ended.outputs, _OUTPUT_KEYS, strict=True
             ):

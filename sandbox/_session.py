@@ -212,8 +212,10 @@ class Sandbox:
         timeout: float | None = 600.0,
         run_id: str | None = None,
         record: Recording | None = None,
+        hostname: str | None = None,
     ) -> None:
         self.image = image
+        self.hostname = hostname
         self.limits = limits or Limits()
         self.env = dict(env or {})
         self.workdir = workdir
@@ -354,6 +356,7 @@ class Sandbox:
                 detach=False,  # with stdin_open: StdinOnce, so our EOF ends PID 1
                 environment=self.env,
                 working_dir=self.workdir,
+                hostname=self.hostname,
                 labels=self.labels,
                 host_config=self._api.create_host_config(**host_config),
             )["Id"]
@@ -470,6 +473,7 @@ class Sandbox:
         cwd: str | None = None,
         user: str | None = None,
         session: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> CommandResult:
         """Run ``command`` in the session shell, like typing it into a terminal.
 
@@ -484,6 +488,7 @@ class Sandbox:
             session: run in a persistent shell of this name (as ``user``), apart from the
                 others: what one actor defines there (variables, functions, aliases, the
                 directory) never reaches another's commands.
+            attributes: added to the command's span when recording (who issued it, why).
 
         Returns:
             The exit code, bounded stdout/stderr, full byte counts and timing. A command that
@@ -506,7 +511,9 @@ class Sandbox:
             if sess.channel is None or sess.channel.eof:
                 self._start_shell(sess, restore=sess.channel is not None)
             self._command_id += 1
-            return self._run_locked(sess, cmd, timeout, cwd, self._command_id)
+            return self._run_locked(
+                sess, cmd, timeout, cwd, self._command_id, attributes=attributes
+            )
 
     def _session_key(self, user: str | None, session: str | None) -> str:
         if session is not None:
@@ -572,6 +579,7 @@ class Sandbox:
         cwd: str | None,
         command_id: int,
         record: bool = True,
+        attributes: Mapping[str, Any] | None = None,
     ) -> CommandResult:
         shell = sess.channel
         assert shell is not None
@@ -584,7 +592,7 @@ class Sandbox:
         )
         probe = None
         if self.recorder is not None and record:
-            probe = self.recorder.before(cmd, sess.cwd, command_id, sess.user)
+            probe = self.recorder.before(cmd, sess.cwd, command_id, sess.user, timeout, attributes)
         oom0, stops0 = self._oom.count() if self._oom else None, self._disk_stops
         t0 = time.perf_counter()
         inflight = shell.submit(nonce, line)
@@ -930,11 +938,19 @@ class Sandbox:
         return str(p)
 
     @engine_errors("writing a file into a sandbox")
-    def write_file(self, path: str, data: bytes | str | IO[bytes], mode: int = 0o644) -> None:
+    def write_file(
+        self,
+        path: str,
+        data: bytes | str | IO[bytes],
+        mode: int = 0o644,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
         """Write a file (parents are created), streaming it to the engine.
 
         ``data`` may be bytes, text (written as UTF-8) or a binary file object of any size.
-        Relative paths are relative to the session's current directory.
+        Relative paths are relative to the session's current directory. ``attributes`` are
+        added to the write's span when recording. Bytes and text are recorded (so the write
+        can be replayed); a file object's content only as the file change it makes.
         """
         if self.container_id is None:
             raise SandboxError("sandbox is not running")
@@ -952,7 +968,10 @@ class Sandbox:
                 start = fobj.tell()
                 size = fobj.seek(0, io.SEEK_END) - start
                 fobj.seek(start)
-        probe = self.recorder.before_write(target, size) if self.recorder is not None else None
+        probe = None
+        if self.recorder is not None:
+            content = fobj.getvalue() if isinstance(fobj, io.BytesIO) else None
+            probe = self.recorder.before_write(target, size, mode, content, attributes)
         try:
             # Small files go through the shell (milliseconds); large ones, or where the shell
             # cannot write, through the engine's archive API (tens of milliseconds, any size).

@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     from ._io import ImportResult as ImportResult
     from ._io import export_run as export_run
     from ._io import import_path as import_path
+    from ._model import Action as Action
+    from ._model import Command as Command
     from ._model import FileChange as FileChange
     from ._model import ResourceSample as ResourceSample
     from ._model import Run as Run
-    from ._model import Step as Step
     from ._model import Trial as Trial
     from ._processor import BackpressureSpanProcessor as BackpressureSpanProcessor
     from ._recorder import Recorder as Recorder
@@ -52,13 +53,14 @@ _EXPORTS = {
     "VIEW_DOCS": "_schema",
     "BackpressureSpanProcessor": "_processor",
     "DuckDBSpanExporter": "_exporter",
+    "Action": "_model",
+    "Command": "_model",
     "FileChange": "_model",
     "ImportResult": "_io",
     "QueryError": "_store",
     "Recorder": "_recorder",
     "ResourceSample": "_model",
     "Run": "_model",
-    "Step": "_model",
     "StoreBusy": "_store",
     "StoreError": "_store",
     "TraceStore": "_store",
@@ -77,13 +79,14 @@ __all__ = [
     "VIEW_DOCS",
     "BackpressureSpanProcessor",
     "DuckDBSpanExporter",
+    "Action",
+    "Command",
     "FileChange",
     "ImportResult",
     "QueryError",
     "Recorder",
     "ResourceSample",
     "Run",
-    "Step",
     "StoreBusy",
     "StoreError",
     "TraceStore",

@@ -1,4 +1,5 @@
-"""A typed read model of the record: runs, trials, steps, file changes, resource samples.
+"""A typed read model of the record: runs, trials, commands, the agent's actions, file changes
+and resource samples.
 
 ``show``, ``replay``, ``compare`` and the reports all need the same few things from a trial.
 Each writing its own SQL would spread the span model over every command, and a change to it
@@ -19,16 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ._schema import a
+from ._schema import _EXEC, a
 from ._store import StoreError, decode_blob
-from .vocab import Attr, Span, blob_sha
+from .vocab import Actor, Attr, Span, blob_sha
 
 if TYPE_CHECKING:
     import duckdb
 
     from ._store import TraceStore
 
-__all__ = ["FileChange", "ResourceSample", "Run", "Step", "Trial"]
+__all__ = ["Action", "Command", "FileChange", "ResourceSample", "Run", "Trial"]
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,16 @@ class Trial:
 
 
 @dataclass(frozen=True)
-class Step:
+class Command:
     """One command the sandbox ran in a trial (a ``sandbox.exec`` span), in the order run.
 
-    ``index`` counts from 1 within the trial, over every phase. ``phase`` is the name of the
-    nearest enclosing phase span (``setup``, ``agent`` or ``verify``) and ``stage`` that
-    span's stage name (Harbor's multi-step tasks), each None when there is none. A command
-    too long to keep inline is read back from its blob, so ``command`` is always complete.
-    Absent timeout and OOM flags read as False.
+    ``index`` counts from 1 within the trial, over every phase and actor. ``phase`` is the
+    name of the nearest enclosing phase span (``setup``, ``agent`` or ``verify``) and
+    ``stage`` that span's stage name (Harbor's multi-step tasks), each None when there is
+    none. ``actor`` says who issued it (``agent``, ``verifier``, ``harness``) and ``step``
+    is its number among the agent's actions (None for other actors, and in records made
+    before steps were numbered). A command too long to keep inline is read back from its
+    blob, so ``command`` is always complete. Absent timeout and OOM flags read as False.
     """
 
     index: int
@@ -118,6 +121,46 @@ class Step:
     peak_memory_bytes: int | None
     phase: str | None
     stage: str | None
+    actor: str | None = None
+    step: int | None = None
+    user: str | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One of the agent's steps: a command it ran or a file it wrote, in the order issued.
+
+    ``kind`` is ``command`` or ``write``. A command's ``command`` is its exact bytes (a line
+    that is not UTF-8 is kept as it was), with the user, directory and timeout it was issued
+    with and what it gave (exit code, output refs). A write's ``path``, ``mode`` and
+    ``content_ref`` (None when the content was too large to record, or came from a stream).
+    """
+
+    step: int
+    kind: str
+    span_id: str
+    stage: str | None
+    started_at: datetime
+    duration_ms: float
+    command: bytes | None = None
+    user: str | None = None
+    cwd: str | None = None
+    timeout_s: float | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    stdout_ref: str | None = None
+    stderr_ref: str | None = None
+    path: str | None = None
+    mode: int | None = None
+    content_ref: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The action as one line for people: the command, or ``write_file PATH``."""
+        if self.kind == "write":
+            return f"write_file {self.path}"
+        return (self.command or b"").decode("utf-8", errors="backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -193,8 +236,9 @@ FROM trials t
 """
 _TRIAL_ORDER = "ORDER BY t.started_at, t.run_id, t.task, t.trial_index, t.trial_id"
 
-_STEP_SQL = f"""
+_COMMAND_SQL = f"""
 SELECT c.span_id, c.command, c.exit_code, c.cwd, c.started_at, c.duration_ms,
+       c.actor, c.step, c.user, c.timeout_s,
        coalesce(c.timed_out, false) AS timed_out, coalesce(c.oom_killed, false) AS oom_killed,
        c.stdout_sha256 AS stdout_ref, c.stderr_sha256 AS stderr_ref,
        c.stdout_bytes, c.stderr_bytes, c.cpu_s, c.peak_memory_bytes,
@@ -310,26 +354,94 @@ def _trial(con: duckdb.DuckDBPyConnection, store: TraceStore, trial_id: str) -> 
 # -- inside a trial --------------------------------------------------------------------------
 
 
-def steps(store: TraceStore, trial_id: str) -> list[Step]:
+def commands(store: TraceStore, trial_id: str) -> list[Command]:
     """The commands the sandbox ran in a trial, numbered from 1 in the order they started,
-    each with the phase and stage it ran in.
+    each with the phase and stage it ran in and who issued it.
 
     Raises:
         StoreError: no trial matches ``trial_id`` (or a prefix matches several).
     """
     with store.session() as con:
         trace_id = _trial(con, store, trial_id).trace_id
-        rows = _rows(con, _STEP_SQL, [trace_id])
+        rows = _rows(con, _COMMAND_SQL, [trace_id])
         phases = _phases(con, trace_id)
         refs = [r["command_ref"] for r in rows if r["command"] is None and r["command_ref"]]
         offloaded = _blob_texts(con, refs)
-    out: list[Step] = []
+    out: list[Command] = []
     for index, row in enumerate(rows, start=1):
         ref = row.pop("command_ref")
         if row["command"] is None and ref:
             row["command"] = offloaded.get(blob_sha(ref))
         phase, stage = phases.get(row["span_id"], (None, None))
-        out.append(Step(index=index, phase=phase, stage=stage, **row))
+        out.append(Command(index=index, phase=phase, stage=stage, **row))
+    return out
+
+
+_ACTION_SQL = f"""
+SELECT s.span_id, s.name, s.start_ns, s.duration_ns, s.exit_code,
+       {a(Attr.STEP, "INTEGER")} AS step, {a(Attr.STAGE)} AS stage,
+       {a(Attr.COMMAND_LINE)} AS line, {a(Attr.COMMAND_LINE_HEX)} AS line_hex,
+       {a(Attr.COMMAND_LINE + Attr.BLOB_SUFFIX)} AS line_ref,
+       {a(Attr.USER)} AS user, {a(Attr.CWD)} AS cwd, {a(Attr.TIMEOUT, "DOUBLE")} AS timeout_s,
+       coalesce({a(Attr.TIMED_OUT, "BOOLEAN")}, false) AS timed_out,
+       {a(Attr.STDOUT_BLOB)} AS stdout_ref, {a(Attr.STDERR_BLOB)} AS stderr_ref,
+       {a(Attr.FS_PATH)} AS path, {a(Attr.FS_MODE)} AS mode, {a(Attr.WRITE_BLOB)} AS content_ref
+FROM spans s
+WHERE s.trace_id = ? AND {a(Attr.ACTOR)} = '{Actor.AGENT}'
+  AND ({_EXEC.format("s.name")} OR s.name = '{Span.WRITE_FILE}')
+ORDER BY step NULLS LAST, s.start_ns, s.span_id
+"""
+
+
+def actions(store: TraceStore, trial_id: str) -> list[Action]:
+    """The agent's steps in a trial, in the order issued: what replay re-issues and fork
+    restores. A record made before steps were numbered has none.
+
+    Raises:
+        StoreError: no trial matches ``trial_id`` (or a prefix matches several).
+    """
+    with store.session() as con:
+        trace_id = _trial(con, store, trial_id).trace_id
+        rows = _rows(con, _ACTION_SQL, [trace_id])
+        offloaded = _blob_texts(con, [r["line_ref"] for r in rows if r["line_ref"]])
+    out: list[Action] = []
+    for r in rows:
+        common = {
+            "step": r["step"],
+            "span_id": r["span_id"],
+            "stage": r["stage"],
+            "started_at": datetime.fromtimestamp(r["start_ns"] / 1e9, UTC),
+            "duration_ms": (r["duration_ns"] or 0) / 1e6,
+        }
+        if r["name"] == Span.WRITE_FILE:
+            mode = int(r["mode"], 8) if r["mode"] else None
+            out.append(
+                Action(
+                    kind="write", path=r["path"], mode=mode, content_ref=r["content_ref"], **common
+                )
+            )
+            continue
+        if r["line_hex"]:
+            line = bytes.fromhex(r["line_hex"])
+        elif r["line"] is None and r["line_ref"]:
+            text = offloaded.get(blob_sha(r["line_ref"]), "")
+            line = text.encode("utf-8", errors="surrogateescape")
+        else:
+            line = (r["line"] or "").encode("utf-8", errors="surrogateescape")
+        out.append(
+            Action(
+                kind="command",
+                command=line,
+                user=r["user"],
+                cwd=r["cwd"],
+                timeout_s=r["timeout_s"],
+                exit_code=r["exit_code"],
+                timed_out=r["timed_out"],
+                stdout_ref=r["stdout_ref"],
+                stderr_ref=r["stderr_ref"],
+                **common,
+            )
+        )
     return out
 
 
@@ -342,7 +454,8 @@ def _phases(
     some thousands of spans, and each span is visited once (results are memoized per span).
     """
     rows = con.execute(
-        f"SELECT span_id, parent_span_id, name, {a(Attr.STAGE, src='s')} "
+        f"SELECT span_id, parent_span_id, name, "
+        f"coalesce({a(Attr.STAGE, src='s')}, {a(Attr.STAGE_LEGACY, src='s')}) "
         "FROM spans s WHERE s.trace_id = ?",
         [trace_id],
     ).fetchall()

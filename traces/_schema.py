@@ -213,6 +213,9 @@ FROM trials GROUP BY run_id""",
     "commands": f"""
 SELECT {_CTX}, s.trace_id, s.span_id, s.parent_span_id,
        {a(Attr.COMMAND_LINE)} AS command, s.exit_code,
+       {a(Attr.ACTOR)} AS actor, {a(Attr.STEP, "INTEGER")} AS step,
+       {a(Attr.PHASE)} AS phase, {a(Attr.STAGE)} AS stage, {a(Attr.USER)} AS user,
+       {a(Attr.TIMEOUT, "DOUBLE")} AS timeout_s, {a(Attr.COMMAND_LINE_HEX)} AS command_hex,
        {a(Attr.CWD)} AS cwd, {_TIME.format("s")} AS started_at,
        s.duration_ns / 1e6 AS duration_ms, {a(Attr.TIMED_OUT, "BOOLEAN")} AS timed_out,
        {a(Attr.OOM_KILLED, "BOOLEAN")} AS oom_killed,
@@ -258,6 +261,7 @@ SELECT {_CTX}, s.trace_id, s.span_id, s.model,
        {a(Attr.GEN_AI_CACHED_TOKENS, "BIGINT")} AS cached_tokens,
        {a(Attr.GEN_AI_REASONING_TOKENS, "BIGINT")} AS reasoning_tokens,
        {a(Attr.PREVIOUS_RESPONSE_ID)} AS previous_response_id,
+       json_extract(s.attributes, '$."{Attr.CAUSED_STEPS}"') AS caused_steps,
        json_extract(s.attributes, '$."{Attr.GEN_AI_FINISH_REASONS}"') AS finish_reasons,
        {_TIME.format("s")} AS started_at, s.duration_ns / 1e6 AS duration_ms,
        {a(Attr.REQUEST_BLOB)} AS request_sha256,
@@ -288,11 +292,13 @@ VIEW_DOCS: dict[str, str] = {
     "trials": "one row per trial (a trace): task, agent, model, outcome, reward, tokens, time, "
     "superseded (interrupted or run again: counted nowhere), "
     "error, peak memory, cpu",
-    "commands": "one row per sandbox command: command line, exit code, output refs and text, cost",
+    "commands": "one row per sandbox command: command line, exit code, who issued it (actor: "
+    "agent, verifier, harness), the agent's step number, phase, stage, user, timeout, "
+    "output refs and text, cost",
     "file_changes": "one row per path a command changed: op, type, hashes, diff ref and text",
     "resource_samples": "periodic container samples: cpu, memory, pids, block and network IO",
     "llm_calls": "one row per model call: model, tokens (cached, reasoning), finish reason, "
-    "response id and the one it continued, request/response refs",
+    "response id and the one it continued, the steps it caused, request/response refs",
     "tool_calls": "one row per tool call: tool, call id, arguments, result",
     "scores": "one row per reward key of a trial's verifier",
 }

@@ -33,7 +33,7 @@ from ._schema import BLOB_COLUMNS, BLOB_TEXT_CAP, MIGRATIONS, SCHEMA_VERSION, VI
 from .vocab import blob_ref, blob_sha
 
 if TYPE_CHECKING:
-    from ._model import FileChange, ResourceSample, Run, Step, Trial
+    from ._model import Action, Command, FileChange, ResourceSample, Run, Trial
 
 DEFAULT_DB = ".harness/traces.duckdb"
 
@@ -363,11 +363,17 @@ class TraceStore:
 
         return _model.trial(self, trial_id)
 
-    def steps(self, trial_id: str) -> list[Step]:
-        """A trial's sandbox commands, numbered from 1, with their phase and stage."""
+    def commands(self, trial_id: str) -> list[Command]:
+        """A trial's sandbox commands, numbered from 1, with their phase, stage and actor."""
         from . import _model
 
-        return _model.steps(self, trial_id)
+        return _model.commands(self, trial_id)
+
+    def actions(self, trial_id: str) -> list[Action]:
+        """The agent's steps in a trial (commands and file writes), in the order issued."""
+        from . import _model
+
+        return _model.actions(self, trial_id)
 
     def file_changes(self, trial_id: str, step_span_id: str | None = None) -> list[FileChange]:
         """The paths a trial's steps changed (or one step's, by its span id), in order."""

@@ -40,7 +40,17 @@ from opentelemetry.semconv.attributes import (
     server_attributes as _server,
 )
 
-__all__ = ["Attr", "BLOB_PREFIX", "Label", "OUTCOMES", "Outcome", "Span", "blob_ref", "blob_sha"]
+__all__ = [
+    "Actor",
+    "Attr",
+    "BLOB_PREFIX",
+    "Label",
+    "OUTCOMES",
+    "Outcome",
+    "Span",
+    "blob_ref",
+    "blob_sha",
+]
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -106,7 +116,10 @@ class Attr:
     TASK_CONTENT_HASH: Final = "harness.task.content_hash"
     TRIAL_ID: Final = "harness.trial.id"
     TRIAL_INDEX: Final = "harness.trial.index"
-    STAGE: Final = "harness.step"  # a multi-step task's stage name (Harbor's [[steps]])
+    # A multi-step task's stage name (Harbor's [[steps]]), on its `agent`/`verify` spans and
+    # its commands. Records before replay existed spelled it "harness.step" (STAGE_LEGACY).
+    STAGE: Final = "harness.stage"
+    STAGE_LEGACY: Final = "harness.step"
     OUTCOME: Final = "harness.outcome"
     PASSED: Final = "harness.passed"
     REWARD: Final = "harness.reward"  # also the prefix of named rewards: harness.reward.<key>
@@ -185,8 +198,29 @@ class Attr:
     FAST_PATH_FILES: Final = "harness.fast_path.file_changes"
     FAST_PATH_RESOURCES: Final = "harness.fast_path.resources"
 
+    # -- actions: who issued a command or file write, and the agent's step number ---------
+    ACTOR: Final = "harness.actor"  # agent | verifier | harness (Actor)
+    PHASE: Final = "harness.phase"  # setup | agent | verify: the phase it was issued in
+    # An agent action's number: 1, 2, ... within the trial, in the order issued (a command
+    # or a file write). Only the agent's actions are steps.
+    STEP: Final = "harness.action.step"
+    # On a `chat` span: the steps the model's turn caused (its tool calls' commands).
+    CAUSED_STEPS: Final = "harness.caused_steps"
+    TIMEOUT: Final = "harness.timeout_s"  # the timeout the command was issued with
+    WRITE_BLOB: Final = "harness.write.sha256"  # the bytes a file write wrote
+    # -- replay and fork -----------------------------------------------------------------
+    REPLAY_OF: Final = "harness.replay.of"  # the trial id a replay re-ran
+    REPLAY_MODE: Final = "harness.replay.mode"  # environment | model | regrade
+    REPLAY_FIDELITY: Final = "harness.replay.fidelity"  # matching steps / steps
+    REPLAY_DIVERGED_AT: Final = "harness.replay.diverged_at"  # the first step that differed
+    FORK_OF: Final = "harness.fork.of"
+    FORK_AT: Final = "harness.fork.at"
+    TASK_ARCHIVE: Final = "harness.task.archive.sha256"  # the task folder, as a tar blob
+    SOURCE_DATE_EPOCH: Final = "harness.source_date_epoch"  # the trial's SOURCE_DATE_EPOCH
+
     # -- commands ------------------------------------------------------------------------
     COMMAND_LINE: Final = _process.PROCESS_COMMAND_LINE
+    COMMAND_LINE_HEX: Final = "harness.command_line.hex"  # the exact bytes, when not UTF-8
     CWD: Final = _process.PROCESS_WORKING_DIRECTORY
     EXIT_CODE: Final = _process.PROCESS_EXIT_CODE
     USER: Final = _process.PROCESS_USER_NAME
@@ -256,6 +290,14 @@ class Label:
     RECIPE: Final = "harness.recipe"  # what the base image was built from
     TASK: Final = "harness.task"
     TASK_ENV: Final = "harness.task.env"
+
+
+class Actor:
+    """Who issued a command or file write (``harness.actor``)."""
+
+    AGENT: Final = "agent"  # the agent's actions: the steps replay re-issues
+    VERIFIER: Final = "verifier"  # the task's tests
+    HARNESS: Final = "harness"  # setup, services, healthchecks, reading the reward
 
 
 class Outcome:

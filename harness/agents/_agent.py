@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict
 
-from traces.vocab import Attr
+from traces.vocab import Actor, Attr, Span
 
 if TYPE_CHECKING:  # the engine client loads only when a sandbox is made
     from sandbox import CommandResult, Sandbox
@@ -43,12 +43,27 @@ class TimeUp(RuntimeError):
 
 @dataclass
 class AgentSession:
-    """The agent's view of the sandbox: its commands run as the task's agent user."""
+    """The agent's view of the sandbox: its commands run as the task's agent user.
+
+    Every command and file write the agent issues is a *step*, numbered from 1 within the
+    trial in the order issued (``step`` is the last number given; a stage's session starts
+    where the previous stage's ended). The number is recorded on the action's span, so
+    replay and fork can name "step 7" of any trial.
+    """
 
     sandbox: Sandbox
     user: str | None
     deadline: float  # time.monotonic() by which the agent must be done
-    commands: int = 0
+    step: int = 0  # the last step number given
+    stage: str = ""  # the task stage the session is for (multi-step tasks)
+
+    def _next_step(self) -> dict[str, Any]:
+        self.step += 1
+        attrs: dict[str, Any] = {Attr.ACTOR: Actor.AGENT, Attr.PHASE: Span.AGENT}
+        attrs[Attr.STEP] = self.step
+        if self.stage:
+            attrs[Attr.STAGE] = self.stage
+        return attrs
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -72,16 +87,19 @@ class AgentSession:
             TimeUp: no time is left; the command was refused (and recorded as refused).
         """
         left = self._refuse_if_late(command)
-        self.commands += 1
         # A shell of the agent's own: nothing it defines there reaches the verifier's shell.
         return self.sandbox.run(
-            command, timeout=min(timeout or left, left), user=self.user, session=SESSION
+            command,
+            timeout=min(timeout or left, left),
+            user=self.user,
+            session=SESSION,
+            attributes=self._next_step(),
         )
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         """Write a file as the agent, while it has time (else TimeUp, recorded)."""
         self._refuse_if_late(f"write_file {path}")
-        self.sandbox.write_file(path, data, mode)
+        self.sandbox.write_file(path, data, mode, attributes=self._next_step())
 
     def read_file(self, path: str) -> bytes:
         return self.sandbox.read_file(path)
@@ -113,9 +131,16 @@ class Agent(Protocol):
     def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None: ...
 
 
-def upload_dir(sandbox: Sandbox, local: Path, remote: str) -> None:
-    """Copy a local folder into the sandbox, keeping file modes."""
+class FileWriter(Protocol):
+    """What writes files into a sandbox: the sandbox itself, or the agent's session."""
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None: ...
+
+
+def upload_dir(target: FileWriter, local: Path, remote: str) -> None:
+    """Copy a local folder into the sandbox, keeping file modes (through the agent's
+    session, each file is one of the agent's steps)."""
     for p in sorted(local.rglob("*")):
         if p.is_file():
             rel = p.relative_to(local).as_posix()
-            sandbox.write_file(f"{remote}/{rel}", p.read_bytes(), p.stat().st_mode & 0o777)
+            target.write_file(f"{remote}/{rel}", p.read_bytes(), p.stat().st_mode & 0o777)

@@ -24,7 +24,7 @@ class OracleAgent:
     def run(self, instruction: str, session: AgentSession, ctx: AgentContext) -> None:
         if ctx.step.solution_dir is None:
             raise RuntimeError(f"task {ctx.task.id} step {ctx.step.name} has no solution/solve.sh")
-        upload_dir(session.sandbox, ctx.step.solution_dir, "/solution")  # world-readable
+        upload_dir(session, ctx.step.solution_dir, "/solution")  # world-readable
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in ctx.env.items())
         session.run(f"{exports}bash /solution/solve.sh")
 

@@ -214,19 +214,36 @@ class OpenAIAgent:
         for _ in range(self.options.max_steps):
             if session.remaining() <= 0:
                 return DEADLINE
-            turn = self._call(client, tracer, ctx, session, conversation)
-            if turn is None:
+            called = self._call(client, tracer, ctx, session, conversation)
+            if called is None:
                 return DEADLINE
-            if not turn.calls:
-                return DONE  # the model answered without a tool call
-            for i, call in enumerate(turn.calls):
-                if session.remaining() <= 0:
-                    for late in turn.calls[i:]:
-                        self._refuse(tracer, late)
+            turn, chat, answered_ns = called
+            first = session.step
+            try:
+                if not turn.calls:
+                    return DONE  # the model answered without a tool call
+                if not self._tools(tracer, session, conversation, turn):
                     return DEADLINE
-                if not self._tool(tracer, session, conversation, call):
-                    return DEADLINE
+            finally:
+                # The turn's span ends when the model answered, but says which steps it
+                # caused: those are known only once its tool calls have run.
+                if session.step > first:
+                    chat.set_attribute(Attr.CAUSED_STEPS, list(range(first + 1, session.step + 1)))
+                chat.end(end_time=answered_ns)
         return DEADLINE if session.remaining() <= 0 else MAX_STEPS
+
+    def _tools(
+        self, tracer: Any, session: AgentSession, conversation: Conversation, turn: Turn
+    ) -> bool:
+        """Run a turn's tool calls in order; False when the agent's time ran out."""
+        for i, call in enumerate(turn.calls):
+            if session.remaining() <= 0:
+                for late in turn.calls[i:]:
+                    self._refuse(tracer, late)
+                return False
+            if not self._tool(tracer, session, conversation, call):
+                return False
+        return True
 
     def _request(self, conversation: Conversation) -> dict[str, Any]:
         """The next request: the conversation's body plus the model and sampling options."""
@@ -247,99 +264,121 @@ class OpenAIAgent:
         ctx: AgentContext,
         session: AgentSession,
         conversation: Conversation,
-    ) -> Turn | None:
-        """One model call (with its retries) as a ``chat {model}`` span; None when the agent's
+    ) -> tuple[Turn, Any, int] | None:
+        """One model call (with its retries) as a ``chat {model}`` span: the turn, its span
+        (still open: the caller ends it) and when the model answered; None when the agent's
         time ran out before the model answered."""
+        req = self._request(conversation)
+        span = tracer.start_span(
+            Span.chat(self.model), kind=trace.SpanKind.CLIENT, attributes=self._attributes(req)
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                turn = self._exchange(client, span, ctx, session, conversation, req)
+        except BaseException:
+            span.end()
+            raise
+        if turn is None:
+            span.end()
+            return None
+        return turn, span, time.time_ns()
+
+    def _exchange(
+        self,
+        client: Any,
+        span: Any,
+        ctx: AgentContext,
+        session: AgentSession,
+        conversation: Conversation,
+        req: dict[str, Any],
+    ) -> Turn | None:
+        """The call itself, with its retries, recorded on ``span``."""
         import openai
 
-        req = self._request(conversation)
         create = (
             client.responses if self.api == "responses" else client.chat.completions
         ).with_raw_response.create
-        with tracer.start_as_current_span(
-            Span.chat(self.model), kind=trace.SpanKind.CLIENT, attributes=self._attributes(req)
-        ) as span:
-            if ctx.put_blob is not None:
-                logged = {k: v for k, v in req.items() if k != "extra_body"}
-                logged.update(req.get("extra_body") or {})
-                span.set_attribute(
-                    Attr.REQUEST_BLOB, ctx.put_blob(json.dumps(logged, sort_keys=True).encode())
-                )
-            attempt = 0
-            while True:
-                left = session.remaining()
-                if left <= 0:
-                    span.set_status(Status(StatusCode.ERROR, "no time left for the model call"))
-                    span.set_attributes({Attr.REFUSED_REASON: DEADLINE, Attr.ERROR_TYPE: DEADLINE})
-                    return None
-                try:
-                    raw = create(**req, timeout=left)
-                    break
-                except (
-                    openai.BadRequestError,
-                    openai.NotFoundError,
-                    openai.UnprocessableEntityError,
-                ) as exc:
-                    span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
-                    self._explain_refusal(exc)
-                    raise
-                except (
-                    openai.RateLimitError,
-                    openai.InternalServerError,
-                    openai.APIConnectionError,
-                ) as exc:
-                    if isinstance(exc, openai.APITimeoutError) and session.remaining() <= 0:
-                        span.set_attribute(Attr.ERROR_TYPE, "timeout")
-                        span.set_status(
-                            Status(
-                                StatusCode.ERROR,
-                                f"the model did not answer within the agent's last {left:.1f} s",
-                            )
+        if ctx.put_blob is not None:
+            logged = {k: v for k, v in req.items() if k != "extra_body"}
+            logged.update(req.get("extra_body") or {})
+            span.set_attribute(
+                Attr.REQUEST_BLOB, ctx.put_blob(json.dumps(logged, sort_keys=True).encode())
+            )
+        attempt = 0
+        while True:
+            left = session.remaining()
+            if left <= 0:
+                span.set_status(Status(StatusCode.ERROR, "no time left for the model call"))
+                span.set_attributes({Attr.REFUSED_REASON: DEADLINE, Attr.ERROR_TYPE: DEADLINE})
+                return None
+            try:
+                raw = create(**req, timeout=left)
+                break
+            except (
+                openai.BadRequestError,
+                openai.NotFoundError,
+                openai.UnprocessableEntityError,
+            ) as exc:
+                span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
+                self._explain_refusal(exc)
+                raise
+            except (
+                openai.RateLimitError,
+                openai.InternalServerError,
+                openai.APIConnectionError,
+            ) as exc:
+                if isinstance(exc, openai.APITimeoutError) and session.remaining() <= 0:
+                    span.set_attribute(Attr.ERROR_TYPE, "timeout")
+                    span.set_status(
+                        Status(
+                            StatusCode.ERROR,
+                            f"the model did not answer within the agent's last {left:.1f} s",
                         )
-                        return None
-                    response = getattr(exc, "response", None)
-                    asked = retry_after(response.headers) if response is not None else None
-                    wanted = asked if asked is not None else self.options.backoff_s * (2**attempt)
-                    # Never past the deadline; nothing to wait for once giving up.
-                    last = attempt == self.options.retries
-                    delay = 0.0 if last else min(wanted, session.remaining())
-                    event: dict[str, Any] = {
-                        "attempt": attempt + 1,
-                        "http.status_code": getattr(exc, "status_code", None) or 0,
-                        "error": str(exc)[:500],
-                        Attr.RETRY_DELAY: delay,
-                    }
-                    if asked is not None:
-                        event[Attr.RETRY_AFTER] = asked
-                    span.add_event("retry", event)
-                    if last:
-                        span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
-                        span.set_status(Status(StatusCode.ERROR, f"gave up after {attempt + 1}"))
-                        raise
-                    time.sleep(delay)
-                    attempt += 1
-            data = self._read(raw, span, ctx)
-            turn = conversation.take(data)
-            out = content.output_messages(self.api, data, turn.finish_reasons)
-            attrs = {
-                Attr.GEN_AI_OUTPUT_MESSAGES: content.capped(out)[0],
-                Attr.GEN_AI_RESPONSE_ID: turn.response_id,
-                Attr.GEN_AI_RESPONSE_MODEL: turn.response_model,
-                Attr.GEN_AI_INPUT_TOKENS: turn.input_tokens,
-                Attr.GEN_AI_OUTPUT_TOKENS: turn.output_tokens,
-                Attr.GEN_AI_CACHED_TOKENS: turn.cached_tokens,
-                Attr.GEN_AI_REASONING_TOKENS: turn.reasoning_tokens,
-                Attr.GEN_AI_FINISH_REASONS: turn.finish_reasons,
-                Attr.REASONING_SUMMARY: turn.reasoning_summary,
-            }
-            span.set_attributes({k: v for k, v in attrs.items() if v is not None})
-            for key, value in (
-                ("input_tokens", turn.input_tokens),
-                ("output_tokens", turn.output_tokens),
-                ("cached_tokens", turn.cached_tokens),
-                ("reasoning_tokens", turn.reasoning_tokens),
-            ):
-                ctx.info[key] = ctx.info.get(key, 0) + int(value or 0)
+                    )
+                    return None
+                response = getattr(exc, "response", None)
+                asked = retry_after(response.headers) if response is not None else None
+                wanted = asked if asked is not None else self.options.backoff_s * (2**attempt)
+                # Never past the deadline; nothing to wait for once giving up.
+                last = attempt == self.options.retries
+                delay = 0.0 if last else min(wanted, session.remaining())
+                event: dict[str, Any] = {
+                    "attempt": attempt + 1,
+                    "http.status_code": getattr(exc, "status_code", None) or 0,
+                    "error": str(exc)[:500],
+                    Attr.RETRY_DELAY: delay,
+                }
+                if asked is not None:
+                    event[Attr.RETRY_AFTER] = asked
+                span.add_event("retry", event)
+                if last:
+                    span.set_attribute(Attr.ERROR_TYPE, type(exc).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR, f"gave up after {attempt + 1}"))
+                    raise
+                time.sleep(delay)
+                attempt += 1
+        data = self._read(raw, span, ctx)
+        turn = conversation.take(data)
+        out = content.output_messages(self.api, data, turn.finish_reasons)
+        attrs = {
+            Attr.GEN_AI_OUTPUT_MESSAGES: content.capped(out)[0],
+            Attr.GEN_AI_RESPONSE_ID: turn.response_id,
+            Attr.GEN_AI_RESPONSE_MODEL: turn.response_model,
+            Attr.GEN_AI_INPUT_TOKENS: turn.input_tokens,
+            Attr.GEN_AI_OUTPUT_TOKENS: turn.output_tokens,
+            Attr.GEN_AI_CACHED_TOKENS: turn.cached_tokens,
+            Attr.GEN_AI_REASONING_TOKENS: turn.reasoning_tokens,
+            Attr.GEN_AI_FINISH_REASONS: turn.finish_reasons,
+            Attr.REASONING_SUMMARY: turn.reasoning_summary,
+        }
+        span.set_attributes({k: v for k, v in attrs.items() if v is not None})
+        for key, value in (
+            ("input_tokens", turn.input_tokens),
+            ("output_tokens", turn.output_tokens),
+            ("cached_tokens", turn.cached_tokens),
+            ("reasoning_tokens", turn.reasoning_tokens),
+        ):
+            ctx.info[key] = ctx.info.get(key, 0) + int(value or 0)
         return turn
 
     def _attributes(self, req: dict[str, Any]) -> dict[str, Any]:

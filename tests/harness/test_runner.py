@@ -54,13 +54,41 @@ def test_multi_step_runs_every_step_in_one_container(base_image: str, tmp_path: 
     # Step 1's solution writes "Hello\n", step 2's appends ", world!": step 2's own test wants
     # "Hello, world!", so this fixture's reference solution scores 1 then 0 (mean 0.5).
     assert r.rewards == {"step.create-file": 1.0, "step.append-content": 0.0}
-    assert r.reward == 0.5 and r.outcome == "failed" and r.steps == 2
+    # Each stage's oracle writes its solve.sh and runs it: two steps per stage, numbered on
+    # across the stages.
+    assert r.reward == 0.5 and r.outcome == "failed" and r.steps == 4
     changes = store.sql(
         "SELECT path, op FROM file_changes WHERE trial_id = ? ORDER BY 1", [r.trial_id]
     )
     assert ("/app/hello.txt", "added") in list(zip(changes.path, changes.op, strict=True))
     verifies = store.sql("SELECT count(*) AS n FROM spans WHERE name = 'verify'").n[0]
     assert verifies == 2
+    # The agent's actions are its steps, numbered on across stages; the stages keep their
+    # own name.
+    acts = store.actions(r.trial_id)
+    assert [(a.step, a.kind, a.stage) for a in acts] == [
+        (1, "write", "create-file"),
+        (2, "command", "create-file"),
+        (3, "write", "append-content"),
+        (4, "command", "append-content"),
+    ]
+    assert acts[0].path == "/solution/solve.sh" and acts[0].content_ref
+    assert acts[1].command is not None and acts[1].command.endswith(b"bash /solution/solve.sh")
+    # Every command says who issued it, in which phase: "the agent's commands" is one WHERE.
+    who = store.sql(
+        "SELECT actor, phase, stage, step, timeout_s FROM commands WHERE trial_id = ? "
+        "ORDER BY started_at",
+        [r.trial_id],
+    )
+    assert set(zip(who.actor, who.phase, strict=True)) == {
+        ("harness", "verify"),
+        ("verifier", "verify"),
+        ("agent", "agent"),
+    }
+    agent = who[who.actor == "agent"]
+    assert list(agent.step) == [2, 4] and (agent.timeout_s > 0).all()
+    assert set(who[who.actor == "verifier"].stage) == {"create-file", "append-content"}
+    assert who[who.actor != "agent"].step.isna().all()
 
 
 def test_offline_verifier_keeps_its_score_with_the_download_recorded_and_hinted(
@@ -290,7 +318,7 @@ def test_a_trial_is_recorded_as_phases(base_image: str, tmp_path: Path) -> None:
     ).name.tolist()
     assert parents == [root]
     # The read model sees the same phases: the agent's commands first, then the tests'.
-    steps = store.steps(result.trial_id)
+    steps = store.commands(result.trial_id)
     assert [(s.phase, s.stage) for s in steps if s.phase == "agent"] == [
         ("agent", "create-file"),
         ("agent", "append-content"),

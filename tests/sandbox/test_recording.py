@@ -257,6 +257,23 @@ def test_file_writes_are_recorded_with_their_changes(rig: Rig) -> None:
     assert ("/tmp/w/small.txt", "/tmp/w/small.txt", "added") in rows
     assert ("/tmp/w/big.bin", "/tmp/w/big.bin", "added") in rows
     assert rig.store.sql("SELECT count(*) AS n FROM commands").n[0] == 0  # not commands
+    # What was written, and with which mode, is recorded: a replay can write it again.
+    w = rig.store.sql(
+        "SELECT json_extract_string(attributes, '$.\"harness.write.sha256\"') AS content, "
+        "json_extract_string(attributes, '$.\"harness.fs.mode\"') AS mode "
+        "FROM spans WHERE name = 'sandbox.write_file' ORDER BY start_ns"
+    )
+    assert rig.store.blob(w.content[0]) == b"small\n" and w["mode"][0] == "0644"
+    assert rig.store.blob(w.content[1]) == b"\x00" * (300 << 10)
+
+
+def test_command_bytes_timeout_and_caller_attributes_are_recorded_exactly(rig: Rig) -> None:
+    line = b"printf '%s' caf\xe9 > /tmp/x"  # not UTF-8
+    assert rig.sb.run(line, timeout=7.5, attributes={"harness.actor": "agent"}).exit_code == 0
+    rig.rec.flush()
+    c = rig.store.sql("SELECT command, command_hex, actor, timeout_s, user FROM commands").iloc[0]
+    assert bytes.fromhex(c.command_hex) == line and c.command.startswith("printf")
+    assert (c.actor, c.timeout_s) == ("agent", 7.5)
 
 
 @pytest.mark.parametrize("override", [True, False], ids=["parent", "default"])

@@ -16,11 +16,11 @@ from opentelemetry.trace import Tracer
 
 import traces
 from traces import (
+    Command,
     FileChange,
     Recorder,
     ResourceSample,
     Run,
-    Step,
     StoreError,
     TraceStore,
     Trial,
@@ -287,8 +287,8 @@ def test_steps_come_back_in_order_with_phase_and_stage(
     store: TraceStore, recorded: dict[str, dict[str, Any]]
 ) -> None:
     ids = recorded["a1"]
-    steps = store.steps("trial-a1")
-    assert all(isinstance(s, Step) for s in steps)
+    steps = store.commands("trial-a1")
+    assert all(isinstance(s, Command) for s in steps)
     assert [s.index for s in steps] == [1, 2, 3, 4, 5, 6]
     assert [s.span_id for s in steps] == [ids[f"s{i}"] for i in range(1, 7)]
     assert [(s.phase, s.stage) for s in steps] == [
@@ -309,7 +309,7 @@ def test_steps_come_back_in_order_with_phase_and_stage(
     ]
     offloaded = store.sql("SELECT command FROM commands WHERE span_id = ?", [ids["s4"]])
     assert offloaded.command.isna().all()  # the view alone does not have it
-    assert steps[1] == Step(
+    assert steps[1] == Command(
         index=2,
         span_id=ids["s2"],
         command="python make.py",
@@ -483,12 +483,12 @@ def test_a_trial_by_id_or_unique_prefix(
 ) -> None:
     assert store.trial("trial-a2").trial_id == "trial-a2"
     assert store.trial("oth").trial_id == "other-b1"
-    assert store.steps("oth")[0].command == "mkdir -p /app"
+    assert store.commands("oth")[0].command == "mkdir -p /app"
     with pytest.raises(StoreError, match="ambiguous.*trial-a1, trial-a2"):
         store.trial("trial-a")
     with pytest.raises(StoreError, match="no trial 'nope'"):
         store.trial("nope")
-    for read in (store.steps, store.file_changes, store.resource_samples):
+    for read in (store.commands, store.actions, store.file_changes, store.resource_samples):
         with pytest.raises(StoreError, match="no trial 'nope'"):
             read("nope")
 
@@ -514,5 +514,5 @@ def test_an_unknown_run_names_the_command_that_lists_runs(
 
 
 def test_model_types_are_public() -> None:
-    assert traces.Run is Run and traces.Trial is Trial and traces.Step is Step
+    assert traces.Run is Run and traces.Trial is Trial and traces.Command is Command
     assert traces.FileChange is FileChange and traces.ResourceSample is ResourceSample
