@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from ._control import RunControl
     from ._exec import exec_commands
     from ._record import new_run_id
+    from ._replay import ReplayError, ReplayReport, replay_trial
+    from ._replay_compare import PRESETS, Normalizer, StepVerdict, normalizers
     from ._runner import (
         RunConfig,
         RunPlan,
@@ -84,6 +86,13 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "open_store": ("traces", "open"),
     "parse_image_map": ("harness._build", "parse_image_map"),
     "plan_run": ("harness._runner", "plan_run"),
+    "replay_trial": ("harness._replay", "replay_trial"),
+    "ReplayError": ("harness._replay", "ReplayError"),
+    "ReplayReport": ("harness._replay", "ReplayReport"),
+    "normalizers": ("harness._replay_compare", "normalizers"),
+    "Normalizer": ("harness._replay_compare", "Normalizer"),
+    "StepVerdict": ("harness._replay_compare", "StepVerdict"),
+    "PRESETS": ("harness._replay_compare", "PRESETS"),
     "run_suite": ("harness._runner", "run_suite"),
     "run_trial": ("harness._trial", "run_trial"),
     "summarize": ("reports", "summarize"),
@@ -122,6 +131,13 @@ __all__ = [
     "open_store",
     "parse_image_map",
     "plan_run",
+    "PRESETS",
+    "Normalizer",
+    "ReplayError",
+    "ReplayReport",
+    "StepVerdict",
+    "normalizers",
+    "replay_trial",
     "run_suite",
     "run_trial",
     "summarize",

@@ -18,7 +18,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -106,6 +106,9 @@ class TrialSettings:
     # Put on the trial root (a replay's or fork's origin), and further spans it links to.
     root_attributes: Mapping[str, Any] = field(default_factory=dict)
     links: tuple[SpanContext, ...] = ()
+    # Called with the trial root and the result once the outcome is known, before the root
+    # ends: what it sets on the root is part of the trial (a replay's verdict).
+    before_end: Callable[[Any, TrialResult], None] | None = None
 
 
 # What every trial's sandbox is given so a command's output depends on the task and the
@@ -117,6 +120,8 @@ DETERMINISM_ENV: Mapping[str, str] = {
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
     "PYTHONHASHSEED": "0",
+    # Bytecode caches embed their source's modification time: a file change no replay repeats.
+    "PYTHONDONTWRITEBYTECODE": "1",
 }
 
 
@@ -379,6 +384,8 @@ def run_trial(
             )
         if result.hint:
             root.set_attribute(Attr.HINT, result.hint)
+        if settings.before_end is not None:
+            settings.before_end(root, result)
     return result
 
 

@@ -27,9 +27,17 @@ if TYPE_CHECKING:
     from ._model import Action as Action
     from ._model import Command as Command
     from ._model import FileChange as FileChange
+    from ._model import ModelTurn as ModelTurn
     from ._model import ResourceSample as ResourceSample
     from ._model import Run as Run
     from ._model import Trial as Trial
+    from ._origin import ModelCall as ModelCall
+    from ._origin import Observation as Observation
+    from ._origin import PathChange as PathChange
+    from ._origin import Recorded as Recorded
+    from ._origin import observations as observations
+    from ._origin import recorded_trial as recorded_trial
+    from ._origin import trace_actions as trace_actions
     from ._processor import BackpressureSpanProcessor as BackpressureSpanProcessor
     from ._recorder import Recorder as Recorder
     from ._schema import BLOB_TEXT_CAP as BLOB_TEXT_CAP
@@ -56,6 +64,14 @@ _EXPORTS = {
     "Action": "_model",
     "Command": "_model",
     "FileChange": "_model",
+    "ModelTurn": "_model",
+    "ModelCall": "_origin",
+    "Observation": "_origin",
+    "PathChange": "_origin",
+    "Recorded": "_origin",
+    "observations": "_origin",
+    "recorded_trial": "_origin",
+    "trace_actions": "_origin",
     "ImportResult": "_io",
     "QueryError": "_store",
     "Recorder": "_recorder",
@@ -82,6 +98,14 @@ __all__ = [
     "Action",
     "Command",
     "FileChange",
+    "ModelTurn",
+    "ModelCall",
+    "Observation",
+    "PathChange",
+    "Recorded",
+    "observations",
+    "recorded_trial",
+    "trace_actions",
     "ImportResult",
     "QueryError",
     "Recorder",

@@ -15,13 +15,14 @@ views hold naive UTC timestamps); blob refs are ``sha256:<hex>`` strings for
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._schema import _EXEC, a
-from ._store import StoreError, decode_blob
+from ._store import StoreError, decode_blob, read_blobs
 from .vocab import Actor, Attr, Span, blob_sha
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from ._store import TraceStore
 
-__all__ = ["Action", "Command", "FileChange", "ResourceSample", "Run", "Trial"]
+__all__ = ["Action", "Command", "FileChange", "ModelTurn", "ResourceSample", "Run", "Trial"]
 
 
 @dataclass(frozen=True)
@@ -401,9 +402,13 @@ def actions(store: TraceStore, trial_id: str) -> list[Action]:
         StoreError: no trial matches ``trial_id`` (or a prefix matches several).
     """
     with store.session() as con:
-        trace_id = _trial(con, store, trial_id).trace_id
-        rows = _rows(con, _ACTION_SQL, [trace_id])
-        offloaded = _blob_texts(con, [r["line_ref"] for r in rows if r["line_ref"]])
+        return _actions(con, _trial(con, store, trial_id).trace_id)
+
+
+def _actions(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Action]:
+    """The agent's steps in one trace (its root need not be in the store yet)."""
+    rows = _rows(con, _ACTION_SQL, [trace_id])
+    offloaded = _blob_texts(con, [r["line_ref"] for r in rows if r["line_ref"]])
     out: list[Action] = []
     for r in rows:
         common = {
@@ -526,3 +531,130 @@ def resource_samples(store: TraceStore, trial_id: str) -> list[ResourceSample]:
         trace_id = _trial(con, store, trial_id).trace_id
         rows = _rows(con, _RESOURCE_SQL, [trace_id])
     return [ResourceSample(**row) for row in rows]
+
+
+# -- the model's turns -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelTurn:
+    """One model call of a trial (a ``chat`` span; a row of the ``llm_calls`` view), with
+    what its answer said and which of the agent's steps it caused.
+
+    ``index`` counts from 1 in the order the calls started. ``caused_steps`` are the steps its
+    tool calls ran (empty for an answer that called no tool, and in records made before turns
+    named their steps). ``message`` is the text the model wrote (a Responses API answer's
+    ``message`` items, or a Chat Completions answer's ``choices[0].message.content``) and
+    ``reasoning`` its reasoning summaries; each None when the answer has none, or was not
+    recorded or not readable as JSON (``response_ref`` still points at what was kept).
+    ``failed`` is set when the call ended in an error (its span's status).
+    """
+
+    index: int
+    span_id: str
+    model: str | None
+    started_at: datetime
+    duration_ms: float
+    input_tokens: int | None
+    output_tokens: int | None
+    caused_steps: tuple[int, ...]
+    message: str | None
+    reasoning: str | None
+    response_ref: str | None
+    failed: bool
+
+
+_TURN_SQL = """
+SELECT l.span_id, l.model, l.started_at, l.duration_ms,
+       CAST(l.input_tokens AS BIGINT) AS input_tokens,
+       CAST(l.output_tokens AS BIGINT) AS output_tokens,
+       CAST(l.caused_steps AS VARCHAR) AS caused_steps, l.response_sha256 AS response_ref,
+       coalesce(l.status_code = 'ERROR', false) AS failed
+FROM llm_calls l JOIN spans s ON s.trace_id = l.trace_id AND s.span_id = l.span_id
+WHERE l.trace_id = ? ORDER BY s.start_ns, l.span_id
+"""
+
+
+def model_turns(store: TraceStore, trial_id: str) -> list[ModelTurn]:
+    """A trial's model calls in the order made, each with its answer's text and the steps it
+    caused: what the model said before each of its actions.
+
+    Raises:
+        StoreError: no trial matches ``trial_id`` (or a prefix matches several).
+    """
+    with store.session() as con:
+        trace_id = _trial(con, store, trial_id).trace_id
+        rows = _rows(con, _TURN_SQL, [trace_id])
+        bodies = read_blobs(con, [r["response_ref"] for r in rows if r["response_ref"]])
+    out: list[ModelTurn] = []
+    for index, row in enumerate(rows, start=1):
+        raw = row.pop("caused_steps")
+        steps = json.loads(raw) if raw else []
+        ref = row["response_ref"]
+        message, reasoning = _answer_texts(bodies.get(blob_sha(ref)) if ref else None)
+        out.append(
+            ModelTurn(
+                index=index,
+                caused_steps=tuple(int(s) for s in steps if isinstance(s, int)),
+                message=message,
+                reasoning=reasoning,
+                **row,
+            )
+        )
+    return out
+
+
+def _answer_texts(body: bytes | None) -> tuple[str | None, str | None]:
+    """(message text, reasoning summary) of a recorded answer, in either API's shape.
+
+    The stored body is the provider's JSON as it came; anything else (a body that was not
+    JSON, a shape neither API uses) reads as having no text rather than failing the reader.
+    """
+    if body is None:
+        return None, None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    messages: list[str] = []
+    reasoning: list[str] = []
+    if isinstance(data.get("output"), list):  # Responses API
+        for item in data["output"]:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "message":
+                messages += _part_texts(item.get("content"), ("text", "refusal"))
+            elif item.get("type") == "reasoning":
+                reasoning += _part_texts(item.get("summary"), ("text",))
+    elif isinstance(data.get("choices"), list) and data["choices"]:  # Chat Completions
+        choice = data["choices"][0]
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(msg, dict):
+            content = msg.get("content")
+            if isinstance(content, str):
+                messages.append(content)
+            else:
+                messages += _part_texts(content, ("text",))
+            if isinstance(msg.get("refusal"), str):
+                messages.append(msg["refusal"])
+            for key in ("reasoning_content", "reasoning"):  # providers' reasoning fields
+                if isinstance(msg.get(key), str):
+                    reasoning.append(msg[key])
+    joined = "\n".join(m for m in messages if m)
+    thought = "\n".join(r for r in reasoning if r)
+    return joined or None, thought or None
+
+
+def _part_texts(parts: Any, keys: tuple[str, ...]) -> list[str]:
+    """The text of a list of content parts (``{"type": ..., "text": ...}``)."""
+    if not isinstance(parts, list):
+        return []
+    return [
+        part[key]
+        for part in parts
+        if isinstance(part, dict)
+        for key in keys
+        if isinstance(part.get(key), str)
+    ]

@@ -167,6 +167,9 @@ SELECT r.run_id, coalesce(r.trial_id, r.trace_id) AS trial_id, r.trace_id,
        u.cached_tokens, u.reasoning_tokens,
        {_TIME.format("r")} AS started_at, r.duration_ns / 1e9 AS duration_s,
        {a(Attr.IMAGE_NAME, src="r")} AS image, r.status_code,
+       {a(Attr.REPLAY_OF, src="r")} AS replay_of,
+       {a(Attr.REPLAY_FIDELITY, "DOUBLE", src="r")} AS replay_fidelity,
+       {a(Attr.FORK_OF, src="r")} AS fork_of, {a(Attr.FORK_AT, "INTEGER", src="r")} AS fork_at,
        {a(Attr.ERROR, src="r")} AS error,
        m.peak_memory_bytes, coalesce(m.sampled_cpu_s, m.command_cpu_s) AS cpu_s
 FROM spans r
@@ -291,7 +294,8 @@ VIEW_DOCS: dict[str, str] = {
     "runs": "one row per suite run: trials, passed, pass rate, mean reward, errors, tokens",
     "trials": "one row per trial (a trace): task, agent, model, outcome, reward, tokens, time, "
     "superseded (interrupted or run again: counted nowhere), "
-    "error, peak memory, cpu",
+    "error, peak memory, cpu, and for a replay or fork the trial it came from "
+    "(replay_of, replay_fidelity, fork_of, fork_at)",
     "commands": "one row per sandbox command: command line, exit code, who issued it (actor: "
     "agent, verifier, harness), the agent's step number, phase, stage, user, timeout, "
     "output refs and text, cost",

@@ -33,7 +33,7 @@ from ._schema import BLOB_COLUMNS, BLOB_TEXT_CAP, MIGRATIONS, SCHEMA_VERSION, VI
 from .vocab import blob_ref, blob_sha
 
 if TYPE_CHECKING:
-    from ._model import Action, Command, FileChange, ResourceSample, Run, Trial
+    from ._model import Action, Command, FileChange, ModelTurn, ResourceSample, Run, Trial
 
 DEFAULT_DB = ".harness/traces.duckdb"
 
@@ -387,6 +387,13 @@ class TraceStore:
 
         return _model.resource_samples(self, trial_id)
 
+    def model_turns(self, trial_id: str) -> list[ModelTurn]:
+        """A trial's model calls in order, with their answers' text and the steps they
+        caused."""
+        from . import _model
+
+        return _model.model_turns(self, trial_id)
+
     # -- blobs ---------------------------------------------------------------------------
 
     def blob(self, ref: str) -> bytes:
@@ -405,6 +412,17 @@ class TraceStore:
         if not ref:
             return ""
         return self.blob(ref).decode("utf-8", errors=errors)
+
+    def blobs(self, refs: Iterable[str]) -> dict[str, bytes]:
+        """The bytes of several blobs in one read, keyed by the refs as given (sha256 hex or
+        ``sha256:<hex>``); a ref the store lacks is left out. One connection for all, where
+        :meth:`blob` opens one each (which a caller showing a whole trial would feel)."""
+        wanted = [r for r in refs if r]
+        if not wanted:
+            return {}
+        with self.connect() as con:
+            found = read_blobs(con, wanted)
+        return {r: found[blob_sha(r)] for r in wanted if blob_sha(r) in found}
 
     def put_blobs(self, blobs: Iterable[bytes]) -> list[str]:
         """Store blobs (deduplicated); returns their sha256 hex digests."""
@@ -527,6 +545,19 @@ def blob_text(data: bytes) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def read_blobs(con: duckdb.DuckDBPyConnection, refs: Iterable[str]) -> dict[str, bytes]:
+    """sha256 hex -> bytes of those of ``refs`` (hex or ``sha256:<hex>``) the store holds,
+    read on the caller's connection (one snapshot with the caller's other queries)."""
+    shas = sorted({blob_sha(r) for r in refs if r})
+    if not shas:
+        return {}
+    rows = con.execute(
+        "SELECT sha256, encoding, data FROM blobs WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))",
+        [shas],
+    ).fetchall()
+    return {sha: decode_blob(enc, data) for sha, enc, data in rows}
 
 
 def encode_blob(data: bytes) -> tuple[str, bytes]:

@@ -10,6 +10,7 @@ from ._registry import (
     agent_class,
     builtin_options,
     load_agent,
+    options_model,
     validate_options,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "agent_class",
     "builtin_options",
     "load_agent",
+    "options_model",
     "upload_dir",
     "validate_options",
 ]

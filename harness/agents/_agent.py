@@ -80,13 +80,15 @@ class AgentSession:
             raise TimeUp(f"the agent's time is up; {action!r} was not run")
         return left
 
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+    def run(self, command: str | bytes, timeout: float | None = None) -> CommandResult:
         """Run a command as the agent, never past the agent's deadline.
 
         Raises:
             TimeUp: no time is left; the command was refused (and recorded as refused).
         """
-        left = self._refuse_if_late(command)
+        left = self._refuse_if_late(
+            command if isinstance(command, str) else command.decode(errors="backslashreplace")
+        )
         # A shell of the agent's own: nothing it defines there reaches the verifier's shell.
         return self.sandbox.run(
             command,

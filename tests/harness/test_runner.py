@@ -296,7 +296,7 @@ def test_a_trial_is_recorded_as_phases(base_image: str, tmp_path: Path) -> None:
     assert result.outcome == "failed"  # the fixture's own oracle cannot pass step 2
     tree = store.sql(
         "SELECT s.name, p.name AS parent, "
-        "coalesce(s.attributes->>'$.\"harness.step\"', '') AS stage "
+        "coalesce(s.attributes->>'$.\"harness.stage\"', '') AS stage "
         "FROM spans s LEFT JOIN spans p ON p.span_id = s.parent_span_id "
         "WHERE s.name IN ('setup', 'agent', 'verify', 'sandbox.start', 'sandbox.stop') "
         "ORDER BY s.start_ns"
