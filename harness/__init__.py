@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._build import BuildError, TaskImage, map_dockerfile, parse_image_map, task_image
     from ._control import RunControl
     from ._exec import exec_commands
+    from ._fork import ForkError, ForkResult, fork_trial
     from ._record import new_run_id
     from ._replay import ReplayError, ReplayReport, replay_trial
     from ._replay_compare import PRESETS, Normalizer, StepVerdict, normalizers
@@ -73,6 +74,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "TaskImage": ("harness._build", "TaskImage"),
     "TrialResult": ("harness._trial", "TrialResult"),
     "exec_commands": ("harness._exec", "exec_commands"),
+    "fork_trial": ("harness._fork", "fork_trial"),
+    "ForkError": ("harness._fork", "ForkError"),
+    "ForkResult": ("harness._fork", "ForkResult"),
     "execute_run": ("harness._runner", "execute_run"),
     "find_tasks": ("harness._tasks", "find_tasks"),
     "finished_trials": ("harness._runner", "finished_trials"),
@@ -118,6 +122,9 @@ __all__ = [
     "TaskImage",
     "TrialResult",
     "exec_commands",
+    "fork_trial",
+    "ForkError",
+    "ForkResult",
     "execute_run",
     "find_tasks",
     "finished_trials",

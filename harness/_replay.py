@@ -28,10 +28,11 @@ from sandbox import SandboxError, image_exists
 from traces.vocab import Attr
 
 from ._build import BuildError, TaskImage, task_image
+from ._exec import AGENT as EXEC_AGENT
 from ._record import new_run_id, new_trial_id
 from ._replay_compare import Normalizer, StepVerdict, compare_step
 from ._replay_model import ModelDivergence, RecordedModel, RecordedTurn
-from ._runner import RunConfig, recorded_run
+from ._runner import RunConfig
 from ._task_archive import unpack_task
 from ._tasks import Task, find_tasks, load_task
 from ._trial import TrialResult, TrialSettings, run_trial
@@ -189,6 +190,42 @@ class ReplayAgent:
                 return
 
 
+def write_contents(
+    store: traces.TraceStore, rec: traces.Recorded
+) -> Callable[[traces.Action], bytes | None]:
+    """What a recorded write wrote: its content blob, or the content it left (a stream)."""
+
+    def contents(act: traces.Action) -> bytes | None:
+        try:
+            if act.content_ref:
+                return rec.blob(act.content_ref) or store.blob(act.content_ref)
+            obs = rec.observations.get(act.step)
+            path = (act.path or "").encode("utf-8", errors="surrogateescape")
+            for c in obs.changes if obs else ():
+                if c.path == path and c.after_ref:
+                    return store.blob(c.after_ref)
+        except (KeyError, traces.StoreError):
+            return None
+        return None
+
+    return contents
+
+
+def blob_reader(store: traces.TraceStore) -> Callable[[str], bytes | None]:
+    """Reads blobs by ref, each once; None for one the store lacks."""
+    cache: dict[str, bytes | None] = {}
+
+    def blob(ref: str) -> bytes | None:
+        if ref not in cache:
+            try:
+                cache[ref] = store.blob(ref)
+            except (KeyError, traces.StoreError):
+                cache[ref] = None
+        return cache[ref]
+
+    return blob
+
+
 def _span_context(trace_id: str, span_id: str) -> SpanContext:
     return SpanContext(
         int(trace_id, 16), int(span_id, 16), is_remote=False, trace_flags=TraceFlags(1)
@@ -212,6 +249,11 @@ def _task(
             )
         return task
     ref = rec.attributes.get(Attr.TASK_ARCHIVE)
+    if not ref and rec.agent == EXEC_AGENT:
+        raise ReplayError(
+            f"trial {rec.trial_id} is a `harness exec` session, which has no task to replay "
+            "it with; replay works on the trials of `harness run`"
+        )
     if not ref:
         raise ReplayError(
             f"the record of trial {rec.trial_id} holds no copy of task {rec.task!r} (recorded "
@@ -219,7 +261,7 @@ def _task(
             "task's folder with --task PATH"
         )
     try:
-        archive = store.blob(ref)
+        archive = rec.blob(ref) or store.blob(ref)
     except (KeyError, traces.StoreError) as exc:
         raise ReplayError(
             f"the record of trial {rec.trial_id} is incomplete: its task archive {ref} is not "
@@ -259,10 +301,9 @@ def _image(
 
 
 def _run_config(store: traces.TraceStore, rec: traces.Recorded) -> RunConfig:
-    try:
-        return recorded_run(store, rec.run_id)[0]
-    except traces.StoreError:
-        return RunConfig(tasks=[], agent=rec.agent or "")
+    if rec.run_config:
+        return RunConfig.from_json(rec.run_config)
+    return RunConfig(tasks=[], agent=rec.agent or "")
 
 
 def _model_agent(
@@ -346,32 +387,13 @@ def replay_trial(
             verdicts: list[StepVerdict] = []
             replay_id = new_trial_id()
 
-            def contents(act: traces.Action) -> bytes | None:
-                if act.content_ref:
-                    return store.blob(act.content_ref)
-                obs = recorded_obs.get(act.step)  # a streamed write: the content it left
-                path = (act.path or "").encode("utf-8", errors="surrogateescape")
-                for c in obs.changes if obs else ():
-                    if c.path == path and c.after_ref:
-                        return store.blob(c.after_ref)
-                return None
-
             def compare(root: Any, result: TrialResult) -> None:
                 recorder.flush()
                 trace_id = format(root.get_span_context().trace_id, "032x")
                 replayed = traces.observations(store, trace_id)
                 texts = {n: o.action for n, o in recorded_obs.items()}
                 texts.update({n: o.action for n, o in replayed.items()})
-                blob_cache: dict[str, bytes | None] = {}
-
-                def blob(ref: str) -> bytes | None:
-                    if ref not in blob_cache:
-                        try:
-                            blob_cache[ref] = store.blob(ref)
-                        except (KeyError, traces.StoreError):
-                            blob_cache[ref] = None
-                    return blob_cache[ref]
-
+                blob = blob_reader(store)
                 for n in sorted(set(recorded_obs) | set(replayed)):
                     verdicts.append(
                         compare_step(
@@ -415,6 +437,7 @@ def replay_trial(
                         settings=settings,
                     )
             else:
+                contents = write_contents(store, rec)
                 replayer = ReplayAgent(rec.agent or "replay", rec.actions, contents, progress)
                 result = run_trial(
                     the_task,

@@ -46,6 +46,7 @@ class RunConfig:
     network: str | None = None  # "none" turns every task's network off
     skip_invalid: bool = False  # run the valid tasks when some are invalid
     engine_wait_s: float = 120.0  # wait this long for an engine that stopped answering
+    snapshot: bool = False  # commit the sandbox after each agent step (fork restores from it)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -61,6 +62,7 @@ class RunConfig:
             self.footer,
             network=self.network,
             engine_wait_s=self.engine_wait_s,
+            snapshot=self.snapshot,
         )
 
 

@@ -37,7 +37,7 @@ from sandbox import (
     SandboxError,
     UnknownUser,
 )
-from traces.vocab import Actor, Attr, Outcome, Span
+from traces.vocab import Actor, Attr, Label, Outcome, Span
 
 from ._build import BuildError, TaskImage
 from ._control import RunControl, wait_for_engine
@@ -81,6 +81,9 @@ class TrialResult:
     duration_s: float = 0.0
     error: str = ""
     hint: str = ""  # a likely cause shown beside the outcome (e.g. tests that needed network)
+    snapshots: int = 0  # taken with --snapshot, and what they cost
+    snapshot_seconds: float = 0.0
+    snapshot_bytes: int = 0
 
     @property
     def passed(self) -> bool:
@@ -109,6 +112,8 @@ class TrialSettings:
     # Called with the trial root and the result once the outcome is known, before the root
     # ends: what it sets on the root is part of the trial (a replay's verdict).
     before_end: Callable[[Any, TrialResult], None] | None = None
+    # Commit the sandbox as an image after each of the agent's steps (fork restores from it).
+    snapshot: bool = False
 
 
 # What every trial's sandbox is given so a command's output depends on the task and the
@@ -156,6 +161,9 @@ class Findings:
     named_rewards: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     hint: str = ""
+    snapshots: int = 0  # taken after the agent's steps (``--snapshot``), and their cost
+    snapshot_seconds: float = 0.0
+    snapshot_bytes: int = 0
 
     @property
     def stopped(self) -> bool:
@@ -187,6 +195,7 @@ class TrialContext:
     sandbox: Sandbox | None = None
     services: Any = None  # the processes setup left running (the image's services)
     findings: Findings = field(default_factory=Findings)
+    trial_id: str = ""
 
 
 def decide(task: Task, f: Findings) -> tuple[str, str, float | None]:
@@ -322,12 +331,22 @@ def run_trial(
         else:
             root_context = otel_context.get_current()
             attempt = 0
+            ctx: TrialContext | None = None
             while True:
                 if control is not None and control.aborting.is_set():
                     result.outcome = INTERRUPTED
                     break
                 ctx = TrialContext(
-                    task, agent, image, recorder, tracer, run_id, settings, root_context, control
+                    task,
+                    agent,
+                    image,
+                    recorder,
+                    tracer,
+                    run_id,
+                    settings,
+                    root_context,
+                    control,
+                    trial_id=trial_id,
                 )
                 try:
                     _attempt(ctx)
@@ -370,6 +389,17 @@ def run_trial(
                 result.steps = ctx.findings.steps
                 result.hint = ctx.findings.hint
                 break
+            if ctx is not None and ctx.findings.snapshots:
+                f = ctx.findings
+                result.snapshots, result.snapshot_bytes = f.snapshots, f.snapshot_bytes
+                result.snapshot_seconds = f.snapshot_seconds
+                root.set_attributes(
+                    {
+                        Attr.SNAPSHOTS: f.snapshots,
+                        Attr.SNAPSHOTS_SECONDS: round(f.snapshot_seconds, 3),
+                        Attr.SNAPSHOTS_BYTES: f.snapshot_bytes,
+                    }
+                )
         result.duration_s = time.monotonic() - t0
         if result.interrupted:
             root.set_attributes({Attr.INTERRUPTED: True, Attr.STEPS: result.steps})
@@ -485,6 +515,8 @@ def _agent_phase(ctx: TrialContext, stage: Step) -> None:
     session = AgentSession(
         ctx.sandbox, task.agent_user, time.monotonic() + budget, step=f.steps, stage=stage.name
     )
+    if ctx.settings.snapshot:
+        session.after_step = _snapshotter(ctx, session)
     footer = FOOTER.format(seconds=budget) if ctx.settings.footer else ""
     agent_ctx = AgentContext(
         task,
@@ -535,6 +567,33 @@ def _agent_phase(ctx: TrialContext, stage: Step) -> None:
         elif error:
             span.set_status(Status(StatusCode.ERROR, "agent failed"))
             f.agent_error = f"agent {agent.name} failed: {type(error[0]).__name__}: {error[0]}"
+
+
+def _snapshotter(ctx: TrialContext, session: AgentSession) -> Callable[[int], None]:
+    """After each step, the sandbox as an image; its cost is added to the trial's totals and
+    given back to the agent's clock (the agent is not charged for harness's work)."""
+    sandbox, f = ctx.sandbox, ctx.findings
+    assert sandbox is not None
+    trial_id = ctx.trial_id
+
+    def take(step: int) -> None:
+        t = time.monotonic()
+        snap = sandbox.snapshot(
+            {
+                Label.RUN_ID: ctx.run_id,
+                Label.TRIAL_ID: trial_id,
+                Label.STEP: str(step),
+                Label.STORE: str(ctx.recorder.store.path.resolve()),
+            },
+            {Attr.STEP: step},
+        )
+        f.snapshots += 1
+        f.snapshot_bytes += snap.size
+        took = time.monotonic() - t
+        f.snapshot_seconds += took
+        session.deadline += took
+
+    return take
 
 
 def _verify(ctx: TrialContext, stage: Step) -> None:

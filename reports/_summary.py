@@ -11,7 +11,7 @@ from typing import Any
 import traces
 from traces.vocab import Outcome
 
-from ._cost import cost_usd
+from ._cost import Price, PricesError, cost_usd, load_prices
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -50,9 +50,15 @@ def effective_trials(trials: list[traces.Trial]) -> list[traces.Trial]:
     )
 
 
-def _tokens(trials: list[traces.Trial]) -> dict[str, Any]:
-    """Token totals and their cost at list prices (None when no trial's model has one)."""
-    costs = [cost_usd(t.model, t.input_tokens, t.output_tokens, t.cached_tokens) for t in trials]
+def _tokens(trials: list[traces.Trial], prices: dict[str, Price] | None) -> dict[str, Any]:
+    """Token totals and their cost at ``prices`` (None when no trial's model has one, or
+    there is no usable price list)."""
+    costs = [
+        cost_usd(t.model, t.input_tokens, t.output_tokens, t.cached_tokens, prices)
+        if prices is not None
+        else None
+        for t in trials
+    ]
     known = [c for c in costs if c is not None]
     return {
         "input_tokens": sum(t.input_tokens or 0 for t in trials),
@@ -72,6 +78,12 @@ def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, A
         trials: trials per task the run asked for; pass@k is given for k up to it.
     """
     rows = effective_trials(store.trials(run_id))
+    # A broken $HARNESS_PRICES costs the summary its prices, never the run its summary.
+    prices: dict[str, Price] | None
+    try:
+        prices, price_error = load_prices(), None
+    except PricesError as exc:
+        prices, price_error = None, str(exc)
     per_task = []
     passes: dict[str, tuple[int, int]] = {}
     for task, group in groupby(rows, key=lambda t: t.task or ""):
@@ -85,7 +97,7 @@ def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, A
                 "pass_rate": c / n if n else 0.0,
                 "mean_reward": _mean([t.reward for t in g]),
                 "mean_steps": _mean([t.steps for t in g]),
-                **_tokens(g),
+                **_tokens(g, prices),
                 "mean_duration_s": _mean([t.duration_s for t in g]) or 0.0,
                 "outcomes": dict(Counter(str(t.outcome) for t in g)),
             }
@@ -107,6 +119,7 @@ def summarize(store: traces.TraceStore, run_id: str, trials: int) -> dict[str, A
         "pass_rate": c_all / n_all if n_all else 0.0,
         "pass_rate_ci95": [lo, hi],
         **pass_k,
-        **_tokens(rows),
+        **_tokens(rows, prices),
         "errors": dict(errors),
+        **({"price_error": price_error} if price_error else {}),
     }

@@ -34,6 +34,7 @@ from ._session import (
     Sandbox,
     parse_size,
 )
+from ._snapshots import Snapshot, find_snapshots, remove_snapshots
 
 __all__ = [
     "BlobSink",
@@ -58,6 +59,9 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "SessionLost",
+    "Snapshot",
+    "find_snapshots",
+    "remove_snapshots",
     "UnknownUser",
     "build_base_image",
     "build_image",

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from traces.vocab import Attr, Span
 
-from . import _lifecycle, _network, _shell
+from . import _lifecycle, _network, _shell, _snapshots
 from ._archive import IterReader, tar_stream
 from ._capture import HeadTail, MarkerScanner
 from ._engine import client, engine_errors, is_local_engine
@@ -46,6 +46,7 @@ from ._resources import (
     UpperDirSize,
     host_oom_counter,
 )
+from ._snapshots import Snapshot
 
 DEFAULT_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", "harness-base:bookworm")
 DEFAULT_OUTPUT_LIMIT = 1 << 20
@@ -1003,6 +1004,31 @@ class Sandbox:
             b"chmod %o -- " % mode + q(path)
         )
         return self._run_internal(cmd).exit_code == 0
+
+    @engine_errors("snapshotting a sandbox")
+    def snapshot(
+        self, labels: Mapping[str, str], attributes: Mapping[str, Any] | None = None
+    ) -> Snapshot:
+        """Commit the container's files as an image (see :mod:`._snapshots`), between
+        commands; recorded as a ``sandbox.snapshot`` span with ``attributes``."""
+        with self._lock:
+            if self._closed or self.container_id is None:
+                raise SandboxError("sandbox is not running")
+            t0 = time.time_ns()
+            snap = _snapshots.commit(self._api, self.container_id, labels)
+        if self.recorder is not None:
+            self.recorder.span(
+                Span.SNAPSHOT,
+                {
+                    **(attributes or {}),
+                    Attr.SNAPSHOT_IMAGE: snap.image_id,
+                    Attr.SNAPSHOT_BYTES: snap.size,
+                    Attr.CONTAINER_ID: self.container_id,
+                },
+                t0,
+                context=current_context(),
+            )
+        return snap
 
     @engine_errors("reading a file from a sandbox")
     def read_file(self, path: str) -> bytes:

@@ -90,6 +90,9 @@ class Trial:
     superseded: bool = False  # interrupted, or run again by a resume: counts in no summary
     cached_tokens: int | None = None  # of input_tokens, read from the provider's cache
     reasoning_tokens: int | None = None  # of output_tokens, spent reasoning
+    # The task folder's hash when the trial ran: a comparison of runs pairs only trials of
+    # the same task content (None in records that lack it).
+    content_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Action:
     timeout_s: float | None = None
     exit_code: int | None = None
     timed_out: bool = False
+    cwd_after: str | None = None  # where the command left the shell
     stdout_ref: str | None = None
     stderr_ref: str | None = None
     path: str | None = None
@@ -232,7 +236,7 @@ SELECT t.run_id, t.trial_id, t.trace_id, t.task, t.trial_index, t.agent, t.model
        CAST(t.reasoning_tokens AS BIGINT) AS reasoning_tokens,
        t.started_at, t.duration_s, t.image, t.error,
        CAST(t.peak_memory_bytes AS BIGINT) AS peak_memory_bytes, CAST(t.cpu_s AS DOUBLE) AS cpu_s,
-       t.superseded
+       t.superseded, t.content_hash
 FROM trials t
 """
 _TRIAL_ORDER = "ORDER BY t.started_at, t.run_id, t.task, t.trial_index, t.trial_id"
@@ -264,6 +268,13 @@ SELECT sampled_at, cpu_s, memory_bytes, memory_peak_bytes, pids, block_read_byte
 FROM resource_samples r WHERE r.trace_id = ?
 ORDER BY sampled_at, r.span_id
 """
+
+
+def _trial_rows(
+    con: duckdb.DuckDBPyConnection, suffix: str, params: Sequence[Any] = ()
+) -> list[dict[str, Any]]:
+    """Rows of the ``trials`` view (``suffix``: the WHERE/ORDER BY), as :func:`_rows`."""
+    return _rows(con, f"{_TRIAL_SQL} {suffix}", params)
 
 
 def _rows(
@@ -310,9 +321,9 @@ def trials(store: TraceStore, run_id: str | None = None) -> list[Trial]:
     """The trials of one run (or of every run), in the order they started."""
     with store.session() as con:
         if run_id is None:
-            rows = _rows(con, f"{_TRIAL_SQL} {_TRIAL_ORDER}")
+            rows = _trial_rows(con, _TRIAL_ORDER)
         else:
-            rows = _rows(con, f"{_TRIAL_SQL} WHERE t.run_id = ? {_TRIAL_ORDER}", [run_id])
+            rows = _trial_rows(con, f"WHERE t.run_id = ? {_TRIAL_ORDER}", [run_id])
     return [Trial(**row) for row in rows]
 
 
@@ -328,10 +339,9 @@ def trial(store: TraceStore, trial_id: str) -> Trial:
 
 def _trial(con: duckdb.DuckDBPyConnection, store: TraceStore, trial_id: str) -> Trial:
     # An exact match sorts first, so it is never cut off by the limit.
-    rows = _rows(
+    rows = _trial_rows(
         con,
-        f"{_TRIAL_SQL} WHERE starts_with(t.trial_id, ?) "
-        "ORDER BY t.trial_id = ? DESC, t.trial_id LIMIT 21",
+        "WHERE starts_with(t.trial_id, ?) ORDER BY t.trial_id = ? DESC, t.trial_id LIMIT 21",
         [trial_id, trial_id],
     )
     exact = [r for r in rows if r["trial_id"] == trial_id]
@@ -384,6 +394,7 @@ SELECT s.span_id, s.name, s.start_ns, s.duration_ns, s.exit_code,
        {a(Attr.COMMAND_LINE)} AS line, {a(Attr.COMMAND_LINE_HEX)} AS line_hex,
        {a(Attr.COMMAND_LINE + Attr.BLOB_SUFFIX)} AS line_ref,
        {a(Attr.USER)} AS user, {a(Attr.CWD)} AS cwd, {a(Attr.TIMEOUT, "DOUBLE")} AS timeout_s,
+       {a(Attr.CWD_AFTER)} AS cwd_after,
        coalesce({a(Attr.TIMED_OUT, "BOOLEAN")}, false) AS timed_out,
        {a(Attr.STDOUT_BLOB)} AS stdout_ref, {a(Attr.STDERR_BLOB)} AS stderr_ref,
        {a(Attr.FS_PATH)} AS path, {a(Attr.FS_MODE)} AS mode, {a(Attr.WRITE_BLOB)} AS content_ref
@@ -442,6 +453,7 @@ def _actions(con: duckdb.DuckDBPyConnection, trace_id: str) -> list[Action]:
                 timeout_s=r["timeout_s"],
                 exit_code=r["exit_code"],
                 timed_out=r["timed_out"],
+                cwd_after=r["cwd_after"],
                 stdout_ref=r["stdout_ref"],
                 stderr_ref=r["stderr_ref"],
                 **common,

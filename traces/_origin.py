@@ -9,12 +9,13 @@ So everything here reads by trace id, and only :func:`recorded_trial` resolves a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._model import Action, _actions, _rows, _trial
 from ._schema import a
-from .vocab import Attr, Span
+from ._store import read_blobs
+from .vocab import Attr, Span, blob_sha
 
 if TYPE_CHECKING:
     import duckdb
@@ -84,6 +85,14 @@ class Recorded:
     actions: list[Action]
     calls: list[ModelCall]
     observations: dict[int, Observation]  # what each step gave, by step number
+    run_config: str | None = None  # the run's configuration (JSON), when it was recorded
+    # What a replay needs first, read in the same snapshot: the task archive and what the
+    # agent's writes wrote (sha256 hex -> bytes; those the store holds).
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    def blob(self, ref: str | None) -> bytes | None:
+        """One of :attr:`blobs`, by ref; None when it was not read (or is not stored)."""
+        return self.blobs.get(blob_sha(ref)) if ref else None
 
 
 def recorded_trial(store: TraceStore, trial_id: str) -> Recorded:
@@ -100,6 +109,13 @@ def recorded_trial(store: TraceStore, trial_id: str) -> Recorded:
         ).fetchone()
         assert root is not None  # _trial found it
         calls = _rows(con, _CALL_SQL, [t.trace_id])
+        attributes = json.loads(root[1]) if root[1] else {}
+        actions = _actions(con, t.trace_id)
+        config = con.execute(
+            f"SELECT {a(Attr.RUN_CONFIG)} FROM spans s WHERE s.name = ? AND s.run_id = ? LIMIT 1",
+            [Span.RUN, t.run_id],
+        ).fetchone()
+        wanted = [attributes.get(Attr.TASK_ARCHIVE), *(x.content_ref for x in actions)]
         return Recorded(
             trial_id=t.trial_id,
             run_id=t.run_id,
@@ -109,9 +125,11 @@ def recorded_trial(store: TraceStore, trial_id: str) -> Recorded:
             agent=t.agent,
             reward=t.reward,
             outcome=t.outcome,
-            attributes=json.loads(root[1]) if root[1] else {},
-            actions=_actions(con, t.trace_id),
+            attributes=attributes,
+            actions=actions,
             observations=_observations(con, t.trace_id),
+            run_config=config[0] if config else None,
+            blobs=read_blobs(con, [str(w) for w in wanted if w]),
             calls=[
                 ModelCall(
                     c["span_id"],

@@ -171,6 +171,7 @@ SELECT r.run_id, coalesce(r.trial_id, r.trace_id) AS trial_id, r.trace_id,
        {a(Attr.REPLAY_FIDELITY, "DOUBLE", src="r")} AS replay_fidelity,
        {a(Attr.FORK_OF, src="r")} AS fork_of, {a(Attr.FORK_AT, "INTEGER", src="r")} AS fork_at,
        {a(Attr.ERROR, src="r")} AS error,
+       {a(Attr.TASK_CONTENT_HASH, src="r")} AS content_hash,
        m.peak_memory_bytes, coalesce(m.sampled_cpu_s, m.command_cpu_s) AS cpu_s
 FROM spans r
 LEFT JOIN (
@@ -294,7 +295,8 @@ VIEW_DOCS: dict[str, str] = {
     "runs": "one row per suite run: trials, passed, pass rate, mean reward, errors, tokens",
     "trials": "one row per trial (a trace): task, agent, model, outcome, reward, tokens, time, "
     "superseded (interrupted or run again: counted nowhere), "
-    "error, peak memory, cpu, and for a replay or fork the trial it came from "
+    "error, peak memory, cpu, the task's content hash (content_hash: trials of different "
+    "task content are not compared), and for a replay or fork the trial it came from "
     "(replay_of, replay_fidelity, fork_of, fork_at)",
     "commands": "one row per sandbox command: command line, exit code, who issued it (actor: "
     "agent, verifier, harness), the agent's step number, phase, stage, user, timeout, "
@@ -306,6 +308,14 @@ VIEW_DOCS: dict[str, str] = {
     "tool_calls": "one row per tool call: tool, call id, arguments, result",
     "scores": "one row per reward key of a trial's verifier",
 }
+
+
+def views_hash() -> str:
+    """A fingerprint of the views' definitions: a store whose views were defined by another
+    harness gets them redefined before it is read (see TraceStore.connect)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(VIEWS.values()).encode()).hexdigest()[:16]
 
 
 def ddl() -> list[str]:

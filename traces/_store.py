@@ -29,7 +29,15 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from ._schema import BLOB_COLUMNS, BLOB_TEXT_CAP, MIGRATIONS, SCHEMA_VERSION, VIEW_DOCS, ddl
+from ._schema import (
+    BLOB_COLUMNS,
+    BLOB_TEXT_CAP,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    VIEW_DOCS,
+    ddl,
+    views_hash,
+)
 from .vocab import blob_ref, blob_sha
 
 if TYPE_CHECKING:
@@ -112,6 +120,14 @@ class TraceStore:
                 with suppress(StoreError), self.connect(write=True, wait_s=1.0):
                     pass
         con, counted = self._open(key, write, self.wait_s if wait_s is None else wait_s)
+        if not write and not self._migrated and self._views_stale(con):
+            # Views an older harness defined lack today's columns: redefine them (a short
+            # write, as a writer would at its start) before the first read. If the file is
+            # held, read what is there.
+            self._release(con, key, counted)
+            with suppress(StoreError), self.connect(write=True, wait_s=1.0):
+                pass
+            con, counted = self._open(key, write, self.wait_s if wait_s is None else wait_s)
         try:
             if write and not self._migrated:
                 self._migrate(con)
@@ -123,10 +139,22 @@ class TraceStore:
                 _spool.apply_pending(con, self.spool_dir)
             yield con
         finally:
-            con.close()
-            if counted:
-                with _open_lock:
-                    _open_writers[key] -= 1
+            self._release(con, key, counted)
+
+    @staticmethod
+    def _release(con: duckdb.DuckDBPyConnection, key: str, counted: bool) -> None:
+        con.close()
+        if counted:
+            with _open_lock:
+                _open_writers[key] -= 1
+
+    def _views_stale(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Whether the file's views were defined by another harness than this one."""
+        try:
+            row = con.execute("SELECT value FROM harness_meta WHERE key = 'views'").fetchall()
+        except duckdb.Error:
+            return False  # not a store (yet): _check_version says so
+        return not row or row[0][0] != views_hash()
 
     def append_spooled(self, wait_s: float) -> int:
         """Append what writers spooled while the file was held, waiting up to ``wait_s`` for
@@ -255,6 +283,8 @@ class TraceStore:
             # reaches existing stores without a schema version of its own.
             for stmt in ddl():
                 con.execute(stmt)
+            con.execute("DELETE FROM harness_meta WHERE key = 'views'")
+            con.execute("INSERT INTO harness_meta VALUES ('views', ?)", [views_hash()])
             if version is None:
                 con.execute(
                     "INSERT INTO harness_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]

@@ -73,6 +73,7 @@ class Span:
     WRITE_FILE: Final = "sandbox.write_file"  # a file written through the sandbox API
     RESOURCES: Final = "sandbox.resources"  # one resource sample of the container
     FS_CHANGE: Final = "fs.change"  # one path a command changed
+    SNAPSHOT: Final = "sandbox.snapshot"  # the container committed as an image after a step
 
     PHASES: Final = (SETUP, AGENT, VERIFY)
 
@@ -213,9 +214,17 @@ class Attr:
     REPLAY_MODE: Final = "harness.replay.mode"  # environment | model | regrade
     REPLAY_FIDELITY: Final = "harness.replay.fidelity"  # matching steps / steps
     REPLAY_DIVERGED_AT: Final = "harness.replay.diverged_at"  # the first step that differed
-    FORK_OF: Final = "harness.fork.of"
-    FORK_AT: Final = "harness.fork.at"
+    FORK_OF: Final = "harness.fork.of"  # the trial id a fork continued
+    FORK_AT: Final = "harness.fork.at"  # the step the new agent took over at
+    # How many conversation items (input items, or messages) the new agent was handed.
+    FORK_HISTORY: Final = "harness.fork.history_items"
     TASK_ARCHIVE: Final = "harness.task.archive.sha256"  # the task folder, as a tar blob
+    SNAPSHOT_IMAGE: Final = "harness.snapshot.image"  # on sandbox.snapshot: the image id
+    SNAPSHOT_BYTES: Final = "harness.snapshot.bytes"  # its own layer's size
+    # On the trial root: how many snapshots it took, and what they cost in time and disk.
+    SNAPSHOTS: Final = "harness.snapshots"
+    SNAPSHOTS_SECONDS: Final = "harness.snapshots.seconds"
+    SNAPSHOTS_BYTES: Final = "harness.snapshots.bytes"
     SOURCE_DATE_EPOCH: Final = "harness.source_date_epoch"  # the trial's SOURCE_DATE_EPOCH
 
     # -- commands ------------------------------------------------------------------------
@@ -290,6 +299,12 @@ class Label:
     RECIPE: Final = "harness.recipe"  # what the base image was built from
     TASK: Final = "harness.task"
     TASK_ENV: Final = "harness.task.env"
+    # A snapshot image (the container after one of the agent's steps): kept until
+    # `harness gc` finds its run gone from the store, or `--snapshots --older-than` prunes it.
+    SNAPSHOT: Final = "harness.snapshot"
+    TRIAL_ID: Final = Attr.TRIAL_ID
+    STEP: Final = Attr.STEP
+    STORE: Final = "harness.store"  # the trace store (absolute path) whose run it belongs to
 
 
 class Actor:

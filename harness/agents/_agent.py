@@ -56,6 +56,8 @@ class AgentSession:
     deadline: float  # time.monotonic() by which the agent must be done
     step: int = 0  # the last step number given
     stage: str = ""  # the task stage the session is for (multi-step tasks)
+    # Called with the step's number once it is done (a snapshot of the sandbox after it).
+    after_step: Callable[[int], None] | None = None
 
     def _next_step(self) -> dict[str, Any]:
         self.step += 1
@@ -90,18 +92,23 @@ class AgentSession:
             command if isinstance(command, str) else command.decode(errors="backslashreplace")
         )
         # A shell of the agent's own: nothing it defines there reaches the verifier's shell.
-        return self.sandbox.run(
+        result = self.sandbox.run(
             command,
             timeout=min(timeout or left, left),
             user=self.user,
             session=SESSION,
             attributes=self._next_step(),
         )
+        if self.after_step is not None:
+            self.after_step(self.step)
+        return result
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
         """Write a file as the agent, while it has time (else TimeUp, recorded)."""
         self._refuse_if_late(f"write_file {path}")
         self.sandbox.write_file(path, data, mode, attributes=self._next_step())
+        if self.after_step is not None:
+            self.after_step(self.step)
 
     def read_file(self, path: str) -> bytes:
         return self.sandbox.read_file(path)
@@ -117,6 +124,10 @@ class AgentContext:
     info: dict[str, Any] = field(default_factory=dict)  # filled by the agent: model, tokens
     tracer: Any = None  # for the agent's own spans (model calls, tool calls)
     put_blob: Callable[[bytes], str] | None = None  # payloads too large for an attribute
+    # A conversation to continue instead of starting one (a fork): the model's conversation
+    # so far in the agent's own API's input items (Responses API items, or Chat Completions
+    # messages without the system message). None: start from the instruction.
+    history: list[dict[str, Any]] | None = None
 
 
 class Agent(Protocol):

@@ -14,6 +14,10 @@ breaks them, a lenient test server would not). This module keeps those rules in 
 - The shell is offered as the API's native ``shell`` tool (``shell_call`` items answered by
   ``shell_call_output``) or as a function tool of the same name for servers without it.
 - Chat Completions: messages, and the function tool.
+
+Either may start from a conversation handed over (a fork: ``AgentContext.history``)
+instead of the instruction: the items (or messages) are sent as they are, and the model
+continues the dialogue.
 """
 
 from __future__ import annotations
@@ -106,10 +110,14 @@ class Responses:
         shell_tool: str = NATIVE,
         store: bool = False,
         reasoning: dict[str, str] | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
         self.shell_tool, self.store, self.reasoning = shell_tool, store, reasoning
-        # Stateless: the whole conversation. Stateful: only what the next request adds.
-        self.items: list[dict[str, Any]] = [{"role": "user", "content": instruction}]
+        # Stateless: the whole conversation. Stateful: only what the next request adds (the
+        # first request sends a conversation handed over whole).
+        self.items: list[dict[str, Any]] = (
+            list(history) if history else [{"role": "user", "content": instruction}]
+        )
         self.previous_id: str | None = None
 
     def tools(self) -> list[dict[str, Any]]:
@@ -233,11 +241,17 @@ class Responses:
 class Chat:
     """Chat Completions, for OpenAI-compatible servers without the Responses API."""
 
-    def __init__(self, instruction: str, *, reasoning_effort: str | None = None) -> None:
+    def __init__(
+        self,
+        instruction: str,
+        *,
+        reasoning_effort: str | None = None,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.reasoning_effort = reasoning_effort
         self.messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": instruction},
+            *(list(history) if history else [{"role": "user", "content": instruction}]),
         ]
 
     def request(self) -> dict[str, Any]:

@@ -182,17 +182,24 @@ class OpenAIAgent:
             )
         return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0)
 
-    def _conversation(self, instruction: str) -> Conversation:
+    def _conversation(
+        self, instruction: str, history: list[dict[str, Any]] | None = None
+    ) -> Conversation:
+        """A new conversation, or the one handed over (a fork) continued."""
         o = self.options
         if self.api == "chat":
-            return Chat(instruction, reasoning_effort=o.reasoning_effort)
+            return Chat(instruction, reasoning_effort=o.reasoning_effort, history=history)
         reasoning = {
             k: v
             for k, v in (("effort", o.reasoning_effort), ("summary", o.reasoning_summary))
             if v is not None
         }
         return Responses(
-            instruction, shell_tool=self.shell_tool, store=o.store, reasoning=reasoning or None
+            instruction,
+            shell_tool=self.shell_tool,
+            store=o.store,
+            reasoning=reasoning or None,
+            history=history,
         )
 
     # -- the loop ------------------------------------------------------------------------
@@ -210,7 +217,7 @@ class OpenAIAgent:
         client = self._client()
         tracer = ctx.tracer or trace.get_tracer("harness.agent")
         ctx.info.update({"model": self.model, "api": self.api, "shell_tool": self.shell_tool})
-        conversation = self._conversation(instruction)
+        conversation = self._conversation(instruction, ctx.history)
         for _ in range(self.options.max_steps):
             if session.remaining() <= 0:
                 return DEADLINE

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
-from . import _engine, _exec, _replay, _run, _show, _store, _tasks
+from . import _compare, _engine, _exec, _fork, _replay, _run, _show, _store, _tasks
 from ._common import handle_signals, out
 
 __all__ = ["app", "main"]
@@ -64,7 +64,7 @@ def _root(
         os.environ["HARNESS_OTLP_CONTENT"] = "0"
 
 
-for _group in (_engine, _tasks, _exec, _run, _replay, _show, _store):
+for _group in (_engine, _tasks, _exec, _run, _replay, _fork, _show, _compare, _store):
     _group.register(app)
 
 
@@ -100,8 +100,8 @@ def global_options(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main() -> None:
-    """The console script. The agents' own options of ``run`` are taken off the command line
-    here and handed to ``run`` through the context object."""
+    """The console script. The agents' own options of ``run`` (and ``fork``) are taken off the
+    command line here and handed to the command through the context object."""
     import gc
     import sys
 
@@ -116,11 +116,11 @@ def main() -> None:
     obj: dict[str, Any] = {}
     command = typer.main.get_command(app)
     i = _run.subcommand_index(argv)
-    if i is not None and argv[i] == "run":
+    if i is not None and argv[i] in ("run", "fork"):  # the commands that take an agent
         try:
             rest, obj[_run.AGENT_OPTIONS] = _run.take_agent_options(argv[i + 1 :])
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None
         argv = [*argv[: i + 1], *rest]
-        command.commands["run"].epilog = _run.agent_options_help()  # type: ignore[attr-defined]
+        command.commands[argv[i]].epilog = _run.agent_options_help()  # type: ignore[attr-defined]
     command.main(args=[*front, *argv], prog_name="harness", obj=obj)

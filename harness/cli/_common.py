@@ -25,6 +25,14 @@ DbOption = Annotated[
     typer.Option("--db", help="Trace store file (default $HARNESS_DB or .harness/traces.duckdb)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Output JSON.")]
+AgentOptionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--agent-option",
+        "-O",
+        help="KEY=VALUE for the agent (any agent's option, e.g. a plug-in's; repeatable).",
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -32,6 +40,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     err.print("[bold red]error:[/] ", end="", highlight=False)
     err.print(message, highlight=False, soft_wrap=True, markup=False)
     return typer.Exit(code)
+
+
+def reward_text(value: float | None) -> str:
+    """A reward as people read it: ``1``, ``0.5``, or ``none`` when there is none."""
+    return "none" if value is None else f"{value:g}"
 
 
 def say(message: str) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+
+from traces.vocab import Label
 
 from ._common import JsonOption, err, fail, out, say
 
@@ -68,24 +71,105 @@ def images_build(
 
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, do not remove.")] = False,
+    snapshots: Annotated[
+        bool,
+        typer.Option("--snapshots", help="Prune snapshots (`harness run --snapshot`) instead."),
+    ] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="With --snapshots: those older than this (e.g. 7d, 12h, 30m)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove containers and temp images left by dead harness processes."""
-    from sandbox import SandboxError
+    """Remove what dead harness processes left, and snapshots of deleted runs.
+
+    Containers, temporary images and networks whose owning process is gone; snapshots
+    (`harness run --snapshot`) whose run is no longer in its store. With --snapshots
+    --older-than AGE, snapshots older than AGE instead."""
+    from sandbox import SandboxError, remove_snapshots
     from sandbox import gc as run_gc
 
+    if older_than is not None and not snapshots:
+        raise fail("--older-than goes with --snapshots", 2)
+    age = _duration_s(older_than) if older_than is not None else None
+    if snapshots and age is None:
+        raise fail(
+            "--snapshots needs --older-than AGE (e.g. 7d); snapshots of runs no longer in "
+            "the store go with a plain `harness gc`",
+            2,
+        )
     try:
-        items = run_gc(dry_run=dry_run)
+        items = [] if snapshots else run_gc(dry_run=dry_run)
+        if snapshots:
+            snaps = remove_snapshots(older_than_s=age, dry_run=dry_run)
+        else:
+            snaps = remove_snapshots(orphaned=_run_gone(), dry_run=dry_run)
     except SandboxError as exc:
         raise fail(str(exc)) from None
     if as_json:
         verb = "would_remove" if dry_run else "removed"
-        print(json.dumps({verb: [i.__dict__ for i in items]}))
+        gone = [i.__dict__ for i in items] + [
+            {
+                "kind": "snapshot",
+                "id": s.image_id,
+                "run_id": s.run_id,
+                "trial_id": s.trial_id,
+                "step": s.step,
+                "bytes": s.size,
+            }
+            for s in snaps
+        ]
+        print(json.dumps({verb: gone}))
         return
     verb = "would remove" if dry_run else "removed"
     for i in items:
         out.print(f"{verb} {i.kind} {i.name} (owner pid {i.owner_pid} gone)", highlight=False)
-    out.print(f"{len(items)} {'item' if len(items) == 1 else 'items'} {verb}", highlight=False)
+    for s in snaps:
+        why = "older than " + str(older_than) if snapshots else f"run {s.run_id} not in the store"
+        out.print(
+            f"{verb} snapshot {s.image_id[7:19]} (trial {s.trial_id[:8]} step {s.step}; {why})",
+            highlight=False,
+            markup=False,
+        )
+    n = len(items) + len(snaps)
+    out.print(f"{n} {'item' if n == 1 else 'items'} {verb}", highlight=False)
+
+
+def _run_gone() -> Any:
+    """Whether a snapshot's run is gone: its store deleted, or the run not in it. A store
+    that cannot be read now (a writer holds it) keeps its snapshots."""
+    import traces
+
+    runs: dict[str, set[str] | None] = {}
+
+    def gone(snap: Any) -> bool:
+        store = snap.labels.get(Label.STORE, "")
+        if not store:
+            return False  # not ours to judge
+        if store not in runs:
+            try:
+                runs[store] = (
+                    {r.run_id for r in traces.open(store).runs()} if Path(store).exists() else set()
+                )
+            except traces.StoreError:
+                runs[store] = None
+        known = runs[store]
+        return known is not None and snap.run_id not in known
+
+    return gone
+
+
+def _duration_s(text: str) -> float:
+    """Seconds in ``7d``, ``12h``, ``30m`` or ``45s``; exits 2 with the form for anything else."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = text[:-1], text[-1:].lower()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or value < 0:
+        raise fail(f"--older-than {text!r}: use a number and a unit, e.g. 7d, 12h, 30m", 2)
+    return value * units[unit]
 
 
 def doctor(

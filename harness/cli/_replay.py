@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ._common import DbOption, JsonOption, fail, out, say
+from ._common import DbOption, JsonOption, fail, out, reward_text, say
 
 if TYPE_CHECKING:
     from .._replay import ReplayReport
@@ -80,6 +80,12 @@ def replay(
         raise fail(f"cannot replay: {exc}", CANNOT) from None
     except SandboxError as exc:
         raise fail(f"cannot replay: the sandbox failed: {exc}", CANNOT) from None
+    except KeyboardInterrupt:
+        raise fail(
+            "interrupted: the replay was stopped; what it did so far is recorded as a trial "
+            "without an outcome",
+            130,
+        ) from None
     if as_json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -119,7 +125,7 @@ def _print(report: ReplayReport) -> None:
     out.print(
         Text(
             f"\nfidelity {report.fidelity:.0%} ({same}/{len(report.steps)} steps), reward "
-            f"{_reward(report.recorded_reward)} -> {_reward(report.reward)} "
+            f"{reward_text(report.recorded_reward)} -> {reward_text(report.reward)} "
             f"({report.recorded_outcome or 'no outcome'} -> {report.outcome})",
             style="bold " + ("green" if report.identical else "red"),
         )
@@ -136,10 +142,6 @@ def _print(report: ReplayReport) -> None:
             f"{report.mode} replay of {report.original})"
         )
     )
-
-
-def _reward(value: float | None) -> str:
-    return "none" if value is None else f"{value:g}"
 
 
 def regrade(
@@ -170,6 +172,8 @@ def regrade(
         done = _replay.regrade_run(traces.open(db), run, tasks, normalize=norms, progress=say)
     except (_replay.ReplayError, traces.StoreError) as exc:
         raise fail(f"cannot re-grade: {exc}", CANNOT) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted: the trials re-graded so far are recorded", 130) from None
     if as_json:
         rows = [
             {
@@ -195,7 +199,9 @@ def regrade(
             table.add_row(
                 t.trial_id[:8],
                 Text(t.task or ""),
-                f"{_reward(t.reward)} -> {_reward(rep.reward)}" if rep else _reward(t.reward),
+                f"{reward_text(t.reward)} -> {reward_text(rep.reward)}"
+                if rep
+                else reward_text(t.reward),
                 f"{t.outcome} -> {rep.outcome}" if rep else str(t.outcome),
                 f"{rep.fidelity:.0%}" if rep else "",
                 Text(r.problem or (f"new trial {rep.replay[:8]}" if rep else "")),

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ._common import DbOption, err, fail, out, say, write_table
+from ._common import AgentOptionOption, DbOption, err, fail, out, say, write_table
 
 AGENT_OPTIONS = "agent_options"  # the key in the context object where agents' flags wait
 
@@ -106,15 +106,16 @@ def run(
     ] = None,
     force_build: Annotated[bool, typer.Option(help="Rebuild task images.")] = False,
     footer: Annotated[bool, typer.Option(help="Tell the agent its time budget.")] = True,
-    resume: Annotated[str | None, typer.Option(help="Run the missing trials of RUN_ID.")] = None,
-    agent_option: Annotated[
-        list[str] | None,
+    snapshot: Annotated[
+        bool,
         typer.Option(
-            "--agent-option",
-            "-O",
-            help="KEY=VALUE for the agent (any agent's option, e.g. a plug-in's; repeatable).",
+            help="Commit each trial's sandbox as an image after every agent step, so `harness "
+            "fork` restores a step's state without re-running the steps before it (about "
+            "0.2 s per step, and the disk the steps changed; `harness gc --snapshots` prunes)."
         ),
-    ] = None,
+    ] = False,
+    resume: Annotated[str | None, typer.Option(help="Run the missing trials of RUN_ID.")] = None,
+    agent_option: AgentOptionOption = None,
     network: Annotated[
         str | None,
         typer.Option(
@@ -186,6 +187,7 @@ def run(
                 network=network,
                 skip_invalid=skip_invalid,
                 engine_wait_s=engine_wait,
+                snapshot=snapshot,
             )
         plan = plan_run(store, config, resume)
     except (ValueError, TaskError, traces.StoreError) as exc:
@@ -251,10 +253,23 @@ def run(
             pass
     summary = summarize(store, run_id, cfg.trials)
     summary["late_spans"], summary["pending_spans"] = late, pending
+    if cfg.snapshot:
+        summary["snapshots"] = {
+            "count": sum(r.snapshots for r in results),
+            "seconds": round(sum(r.snapshot_seconds for r in results), 3),
+            "bytes": sum(r.snapshot_bytes for r in results),
+        }
     if as_json:
         print(json.dumps(summary, default=str))
     else:
         _print_summary(run_id, summary)
+    if cfg.snapshot and not as_json:
+        snaps = summary["snapshots"]
+        out.print(
+            f"snapshots {snaps['count']}: {snaps['seconds']:.1f} s of commits, "
+            f"{snaps['bytes'] / 2**20:.1f} MiB of disk (`harness gc --snapshots` prunes them)",
+            highlight=False,
+        )
     if late:
         say(f"note: {late} spans waited for the store (a reader held it) and were added late")
     if pending:

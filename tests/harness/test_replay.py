@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 import traces
@@ -303,3 +304,37 @@ def test_each_preset_normalizes_what_it_names(preset: str) -> None:
     a, b = samples[preset]
     (n,) = normalizers([preset])
     assert a != b and n.apply(a) == n.apply(b)
+
+
+def test_an_image_gone_from_the_engine_is_rebuilt_from_the_record(
+    base_image: str, tmp_path: Path
+) -> None:
+    """The trial's image is removed after the run: replay rebuilds it from the task the record
+    holds, and says so."""
+    suite = tmp_path / "suite"
+    task = suite / "word-frequency"
+    shutil.copytree(TASKS / "word-frequency", task)
+    dockerfile = task / "environment" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + f"LABEL test.marker={tmp_path.name}\n")
+    script = tmp_path / "script.yaml"
+    script.write_text(json.dumps({"commands": [WORDS]}))
+    db = tmp_path / "t.duckdb"
+    res = harness_cli(
+        "run", str(suite), "--agent", "scripted", "--script", str(script), "--db", str(db)
+    )
+    assert res.returncode == 0, res.stderr
+    store = traces.TraceStore(db)
+    trial = store.trials()[0]
+    image_id = store.sql(
+        f"SELECT attributes->>'$.\"{Attr.IMAGE_ID}\"' AS id FROM spans "
+        "WHERE parent_span_id IS NULL AND trial_id = ?",
+        [trial.trial_id],
+    ).id[0]
+    shutil.rmtree(suite)  # the task folder is gone too: only the record has it
+    docker.from_env().api.remove_image(image_id, force=True)
+    res, report = replay(db, trial.trial_id)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert report["identical"]
+    assert any(
+        f"image {image_id[:19]} was not on this engine; rebuilt" in n for n in report["notes"]
+    )

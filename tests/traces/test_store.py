@@ -506,3 +506,16 @@ def test_a_version_1_store_is_upgraded_on_the_next_write(tmp_path: Path) -> None
     assert refs == [(3,)]
     assert _plain(db, "SELECT error, peak_memory_bytes FROM trials") == [("it broke", None)]
     assert store.trials()[0].error == "it broke"
+
+
+def test_views_an_older_harness_defined_are_redefined_before_a_read(tmp_path: Path) -> None:
+    """A store written by an older harness has views without today's columns; the first read
+    redefines them, so the read model works on it without a write of the user's."""
+    path = tmp_path / "old.duckdb"
+    TraceStore(path).init()
+    old = TraceStore(path)
+    old.sql("CREATE OR REPLACE VIEW trials AS SELECT 1 AS x", write=True)
+    old.sql("UPDATE harness_meta SET value = 'older' WHERE key = 'views'", write=True)
+    store = TraceStore(path)  # a new process's view of it
+    assert store.trials() == []  # would fail on the old view: no run_id column
+    assert "replay_of" in list(store.sql("SELECT * FROM trials LIMIT 0").columns)
