@@ -37,6 +37,9 @@ from ._results import ResultRow, Results
 SEED: Final = 20240521  # fixed: the same runs always get the same p-value and interval
 EXACT_MAX_TASKS: Final = 16  # exact sign-flip test up to 2**16 sign patterns
 RESAMPLES: Final = 9_999
+# Resamples drawn at a time: bounds the memory a suite of 1,000 tasks needs (all 9,999 at
+# once would hold 9,999 x tasks values, some copies of it).
+BATCH: Final = 500
 
 
 class Verdict:
@@ -283,6 +286,7 @@ def sign_flip_p(differences: list[float]) -> tuple[float, bool]:
         permutation_type="samples",
         vectorized=True,
         n_resamples=2**nonzero.size if exact else RESAMPLES,
+        batch=BATCH,
         alternative="two-sided",
         rng=np.random.default_rng(SEED),
     )
@@ -313,6 +317,7 @@ def bootstrap_ci(differences: list[float]) -> tuple[float, float]:
             np.mean,
             vectorized=True,
             n_resamples=RESAMPLES,
+            batch=BATCH,
             confidence_level=0.95,
             method="percentile",
             rng=np.random.default_rng(SEED),

@@ -50,7 +50,14 @@ class JsonEncoder:
     """Turns many attribute dicts into typed Arrow groups or JSON; owns a private DuckDB."""
 
     def __init__(self) -> None:
-        self._db = duckdb.connect(":memory:")
+        self._conn: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def _db(self) -> duckdb.DuckDBPyConnection:
+        # Opened on first use, on the exporter's thread: a recorder starts without it.
+        if self._conn is None:
+            self._conn = duckdb.connect(":memory:")
+        return self._conn
 
     def groups(self, dicts: Sequence[Mapping[str, Any]]) -> list[AttrGroup]:
         by_keys: dict[tuple[str, ...], list[int]] = {}

@@ -149,11 +149,14 @@ class TraceStore:
                 _open_writers[key] -= 1
 
     def _views_stale(self, con: duckdb.DuckDBPyConnection) -> bool:
-        """Whether the file's views were defined by another harness than this one."""
+        """Whether the file's views were defined by another harness than this one, at this
+        schema version (an older schema is upgraded only by a write: _check_version says so)."""
+        if self._version(con) != SCHEMA_VERSION:
+            return False
         try:
             row = con.execute("SELECT value FROM harness_meta WHERE key = 'views'").fetchall()
         except duckdb.Error:
-            return False  # not a store (yet): _check_version says so
+            return False
         return not row or row[0][0] != views_hash()
 
     def append_spooled(self, wait_s: float) -> int:

@@ -495,7 +495,7 @@ def test_a_version_1_store_is_upgraded_on_the_next_write(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="schema 1; it is upgraded to 2"):
         store.sql("SELECT 1")
     TraceStore(db).init()  # any write
-    assert _plain(db, "SELECT value FROM harness_meta") == [("2",)]
+    assert _plain(db, "SELECT value FROM harness_meta WHERE key = 'schema_version'") == [("2",)]
     rows = dict(_plain(db, "SELECT size, text FROM blobs"))
     assert rows == {
         len(texts["plain"]): "plain text\n",
