@@ -41,6 +41,10 @@ def client() -> docker.DockerClient:
         if _client is None:
             try:
                 c = docker.from_env(timeout=120)
+                if c.api.base_url.startswith("http+docker://"):
+                    # A unix socket: no proxy applies, and looking the proxy variables up
+                    # again on every request costs more than the request itself.
+                    c.api.trust_env = False
                 c.ping()
             except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
                 raise EngineUnavailable(

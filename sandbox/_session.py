@@ -279,18 +279,19 @@ class Sandbox:
             if self.network == _network.ISOLATED:
                 self._net = _network.create_isolated(self.labels)
             self._create_container()
-            # Shells asked for before the start come up alongside the sandbox's own.
-            for sess in list(self._sessions.values())[1:]:
-                self._start_later(sess)
-            self._start_shell(self._sessions[""], restore=False)
             assert self.container_id is not None
             local = is_local_engine() and not os.environ.get("HARNESS_NO_FAST_PATHS")
-            # One look at the container serves the recording and the limits.
+            # One look at the container serves the recording and the limits; taken before any
+            # shell starts, as an exec being started holds the container (a look then waits).
             info: dict[str, Any] = (
                 self._api.inspect_container(self.container_id)
                 if self.record is not None or local
                 else {}
             )
+            # Shells asked for before the start come up alongside the sandbox's own.
+            for sess in list(self._sessions.values())[1:]:
+                self._start_later(sess)
+            self._start_shell(self._sessions[""], restore=False)
             if self.record is not None:
                 self.recorder = SessionRecorder(
                     self.record,
