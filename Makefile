@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup browser demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,24 @@ demo: setup
 	$(VENV)/bin/harness sql "SELECT task, path, op, file_type FROM file_changes \
 	  WHERE run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1) \
 	  AND task = 'fix-python-bug' ORDER BY changed_at"
+	@echo; echo "The run as one offline HTML file (summary, tasks, every trial; open it in a browser):"
+	@run=$$($(VENV)/bin/harness sql "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1" \
+	  --format csv | tail -n 1 | tr -d '"'); \
+	$(VENV)/bin/harness report "$$run" -o .harness/report.html
 
-test: setup
+# The HTML report's tests drive Debian's headless chromium: installed once when missing (as
+# root, with apt); where it cannot be, those tests say why they skip (under CI they fail).
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/lib/chromium/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium for the report's browser tests (once)."; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+	      echo "warning: chromium could not be installed; the browser tests will say so"; \
+	  fi; }
+
+test: setup browser
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)

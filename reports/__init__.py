@@ -1,7 +1,7 @@
 """Reading a run back: statistics, a trial told as a story (``harness show``), a run's results
 as rows, two runs compared with significance tests, and the gate's JUnit XML and Markdown
-(``harness results``, ``compare``, ``gate``). Reads the store only through the ``traces`` read
-model."""
+(``harness results``, ``compare``, ``gate``), and a run as one offline HTML file (``harness
+report``). Reads the store only through the ``traces`` read model."""
 
 from ._compare import (
     EXACT_MAX_TASKS,
@@ -44,6 +44,14 @@ from ._gate import (
     write_junit,
     write_markdown,
 )
+from ._html import (
+    OUTPUT_CAP,
+    html_report,
+    outcome_kind,
+    report_data,
+    trial_detail,
+    write_html_report,
+)
 from ._results import (
     COLUMNS,
     FORMATS,
@@ -84,6 +92,7 @@ __all__ = [
     "FAIL_ON",
     "FORMATS",
     "MARKDOWN_LIMIT",
+    "OUTPUT_CAP",
     "PRICES",
     "PRICES_ENV",
     "RESAMPLES",
@@ -120,25 +129,30 @@ __all__ = [
     "find_run",
     "fisher_p",
     "gate",
+    "html_report",
     "junit_xml",
     "load_prices",
     "load_results",
     "markdown",
     "mcnemar_p",
     "md_text",
+    "outcome_kind",
     "parse_prices",
     "pass_at_k",
     "price",
     "printable",
     "read_prices",
     "read_results",
+    "report_data",
     "results_from_rows",
     "run_results",
     "run_story",
     "sign_flip_p",
     "summarize",
+    "trial_detail",
     "trial_story",
     "wilson",
+    "write_html_report",
     "write_junit",
     "write_markdown",
     "write_results",

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from ._origin import trace_actions as trace_actions
     from ._processor import BackpressureSpanProcessor as BackpressureSpanProcessor
     from ._recorder import Recorder as Recorder
+    from ._records import Phase as Phase
+    from ._records import TrialRecord as TrialRecord
+    from ._records import trial_records as trial_records
     from ._schema import BLOB_TEXT_CAP as BLOB_TEXT_CAP
     from ._schema import SCHEMA_VERSION as SCHEMA_VERSION
     from ._schema import VIEW_DOCS as VIEW_DOCS
@@ -72,6 +75,9 @@ _EXPORTS = {
     "observations": "_origin",
     "recorded_trial": "_origin",
     "trace_actions": "_origin",
+    "Phase": "_records",
+    "TrialRecord": "_records",
+    "trial_records": "_records",
     "ImportResult": "_io",
     "QueryError": "_store",
     "Recorder": "_recorder",
@@ -106,6 +112,9 @@ __all__ = [
     "observations",
     "recorded_trial",
     "trace_actions",
+    "Phase",
+    "TrialRecord",
+    "trial_records",
     "ImportResult",
     "QueryError",
     "Recorder",

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
-from . import _compare, _engine, _exec, _fork, _replay, _run, _show, _store, _tasks
+from . import _compare, _engine, _exec, _fork, _replay, _report, _run, _show, _store, _tasks
 from ._common import handle_signals, out
 
 __all__ = ["app", "main"]
@@ -64,7 +64,7 @@ def _root(
         os.environ["HARNESS_OTLP_CONTENT"] = "0"
 
 
-for _group in (_engine, _tasks, _exec, _run, _replay, _fork, _show, _compare, _store):
+for _group in (_engine, _tasks, _exec, _run, _replay, _fork, _show, _compare, _report, _store):
     _group.register(app)
 
 
