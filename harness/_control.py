@@ -9,6 +9,7 @@ outcome, so ``--resume`` runs it again and no summary counts it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -37,20 +38,24 @@ class RunControl:
         self.exit_code = 0
         self._lock = threading.Lock()
         self._live: set[_Closable] = set()
-        self._requests = 0
+        self._requests = itertools.count(1)
 
-    def request_stop(self, reason: str, exit_code: int) -> None:
+    def request_stop(self, reason: str, exit_code: int) -> bool:
         """First call: stop starting trials, abort running ones after the grace period.
-        A second call aborts them now."""
-        self._requests += 1
-        if self._requests == 1:
+        A second call aborts them now. Returns whether this was the first call.
+
+        Signal handlers call this, and a second signal's handler can run inside the first's:
+        the count is one ``next()`` (atomic for Python code), so two signals are never both
+        taken for the first."""
+        if next(self._requests) == 1:
             self.reason, self.exit_code = reason, exit_code
             self.stopping.set()
             timer = threading.Timer(self.grace_s, self.abort)
             timer.daemon = True
             timer.start()
-        else:
-            self.abort()
+            return True
+        self.abort()
+        return False
 
     def abort(self) -> None:
         """Stop running trials now: their sandboxes are closed under them."""

@@ -598,6 +598,12 @@ def model_turns(store: TraceStore, trial_id: str) -> list[ModelTurn]:
         trace_id = _trial(con, store, trial_id).trace_id
         rows = _rows(con, _TURN_SQL, [trace_id])
         bodies = read_blobs(con, [r["response_ref"] for r in rows if r["response_ref"]])
+    return model_turns_of(rows, bodies)
+
+
+def model_turns_of(rows: list[dict[str, Any]], bodies: dict[str, bytes]) -> list[ModelTurn]:
+    """One trace's ``_TURN_SQL`` rows as turns, numbered from 1; ``bodies`` holds the
+    responses (sha256 hex -> bytes) their texts are read from."""
     out: list[ModelTurn] = []
     for index, row in enumerate(rows, start=1):
         raw = row.pop("caused_steps")

@@ -31,11 +31,11 @@ from ._model import (
     ResourceSample,
     Trial,
     _actions,
-    _answer_texts,
     _blob_texts,
     _phases,
     _rows,
     _trial_rows,
+    model_turns_of,
 )
 from ._schema import a
 from ._store import read_blobs
@@ -199,27 +199,9 @@ def _commands(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, list[
 
 def _turns(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, list[ModelTurn]]:
     """Each trace's model turns with their answers' text, as ``model_turns()`` reads them."""
-    import json
 
     by_trace = _grouped(_rows(con, _TURNS, [ids]))
     bodies = read_blobs(
         con, [r["response_ref"] for rows in by_trace.values() for r in rows if r["response_ref"]]
     )
-    out: dict[str, list[ModelTurn]] = {}
-    for trace_id, rows in by_trace.items():
-        turns = out.setdefault(trace_id, [])
-        for index, row in enumerate(rows, start=1):
-            raw = row.pop("caused_steps")
-            steps = json.loads(raw) if raw else []
-            ref = row["response_ref"]
-            message, reasoning = _answer_texts(bodies.get(blob_sha(ref)) if ref else None)
-            turns.append(
-                ModelTurn(
-                    index=index,
-                    caused_steps=tuple(int(s) for s in steps if isinstance(s, int)),
-                    message=message,
-                    reasoning=reasoning,
-                    **row,
-                )
-            )
-    return out
+    return {trace_id: model_turns_of(rows, bodies) for trace_id, rows in by_trace.items()}

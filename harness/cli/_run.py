@@ -300,14 +300,14 @@ def _stop_on_signals(control: Any) -> Any:
 
     def handler(signum: int, frame: Any) -> None:
         name, code = names[signal.Signals(signum)]
-        if control.stopping.is_set():
-            say(f"{name} again: stopping the running trials now")
-        else:
+        # Decide first, then say: a second signal may arrive while the first is said.
+        if control.request_stop(name, code):
             say(
                 f"{name}: starting no more trials; running ones get {control.grace_s:.0f} s "
                 f"to finish ({name} again to stop them now)"
             )
-        control.request_stop(name, code)
+        else:
+            say(f"{name} again: stopping the running trials now")
 
     previous = {sig: signal.signal(sig, handler) for sig in names}
 

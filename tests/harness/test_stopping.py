@@ -14,7 +14,7 @@ import docker
 import pytest
 
 import traces
-from harness import finished_trials
+from harness import RunControl, finished_trials
 from reports import summarize
 from tests.conftest import ROOT
 
@@ -314,3 +314,13 @@ def test_an_engine_that_does_not_come_back_stops_the_run_with_a_resume_hint(
     store = traces.TraceStore(db)
     assert finished_trials(store, run_id) == set()  # the hit trial runs again on resume
     assert _orphans(store) == 0
+
+
+def test_the_second_stop_request_aborts_and_says_it_was_not_the_first() -> None:
+    """The CLI's signal handler says what a request did from its answer (a second signal can
+    arrive while the first is being said)."""
+    control = RunControl(grace_s=600, say=lambda _m: None)
+    assert control.request_stop("SIGTERM", 143) is True
+    assert control.stopping.is_set() and not control.aborting.is_set()
+    assert control.request_stop("SIGTERM", 143) is False
+    assert control.aborting.is_set() and (control.reason, control.exit_code) == ("SIGTERM", 143)
