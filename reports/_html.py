@@ -41,7 +41,14 @@ from traces.vocab import Actor, Outcome, Span
 from ._compare import Comparison, Verdict, compare
 from ._cost import Price, load_prices
 from ._results import Results, load_results, run_results
-from ._story import _ADDED_TEXT_CAP, _rank, _steps, _verifier_commands, printable
+from ._story import (
+    _ADDED_TEXT_CAP,
+    _rank,
+    _steps,
+    _verifier_commands,
+    duration_text,
+    printable,
+)
 from ._summary import effective_trials, summarize
 
 __all__ = [
@@ -246,7 +253,7 @@ def trial_detail(rec: traces.TrialRecord, blobs: dict[str, bytes]) -> dict[str, 
             kind = "fail"
         status = "" if s.exit_code is None else f", exit {s.exit_code}"
         first_line = printable(s.text.split("\n", 1)[0])[:120]
-        label = f"step {s.number}: {first_line} ({_ms(s.duration_ms)}{status})"
+        label = f"step {s.number}: {first_line} ({duration_text(s.duration_ms)}{status})"
         bars.append(["agent", _ms_since(t0, s.started_at), s.duration_ms, kind, label, s.number])
         caused_by = turn_of.get(s.number)
         story_steps.append(
@@ -272,9 +279,8 @@ def trial_detail(rec: traces.TrialRecord, blobs: dict[str, bytes]) -> dict[str, 
     for c in _verifier_commands(list(rec.commands)):
         kind = "timeout" if c.timed_out else ("ok" if c.exit_code == 0 else "fail")
         cmd = printable(c.command or "", newlines=True)
-        label = (
-            f"verifier: {cmd.split(chr(10), 1)[0][:120]} ({_ms(c.duration_ms)}, exit {c.exit_code})"
-        )
+        took = duration_text(c.duration_ms)
+        label = f"verifier: {cmd.split(chr(10), 1)[0][:120]} ({took}, exit {c.exit_code})"
         bars.append(["verifier", _ms_since(t0, c.started_at), c.duration_ms, kind, label, None])
         verifier.append(
             {
@@ -375,14 +381,6 @@ def _resources(rec: traces.TrialRecord, t0: datetime) -> dict[str, Any]:
         "memory_limit": rec.memory_limit_bytes,
         "cpu_limit": rec.cpu_limit,
     }
-
-
-def _ms(ms: float) -> str:
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    return f"{ms / 1000:.1f} s"
 
 
 # -- the run ---------------------------------------------------------------------------------

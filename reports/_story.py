@@ -252,6 +252,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def duration_text(ms: float) -> str:
+    """A duration as people read it: ``0.4 ms``, ``12 ms``, ``3.1 s``."""
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.1f} s"
+
+
 def printable(text: str, newlines: bool = False) -> str:
     """``text`` with what a terminal would act on spelled out: control characters as
     ``\\xNN`` (newlines too, unless ``newlines``: a command line may span lines), lone

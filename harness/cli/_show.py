@@ -94,14 +94,6 @@ def _print(text: Text) -> None:
     out.print(text, highlight=False, soft_wrap=True)
 
 
-def _ms(ms: float) -> str:
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    return f"{ms / 1000:.1f} s"
-
-
 def _bytes(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -250,11 +242,13 @@ def _result(t: traces.Trial) -> Text:
 def _status(
     exit_code: int | None, timed_out: bool, oom_killed: bool, duration_ms: float
 ) -> list[str | tuple[str, str]]:
+    from reports import duration_text
+
     code = "-" if exit_code is None else str(exit_code)
     parts: list[str | tuple[str, str]] = [
         "exit ",
         (code, "bold green" if exit_code == 0 else "bold red"),
-        f"  {_ms(duration_ms)}",
+        f"  {duration_text(duration_ms)}",
     ]
     if timed_out:
         parts += ["  ", ("timed out", "bold red")]
@@ -271,6 +265,8 @@ def _command_lines(action: str, limit: int | None) -> list[str]:
 
 
 def _print_step(s: reports.StoryStep, lim: reports.Limits, more: str | None) -> None:
+    from reports import duration_text
+
     if s.message is not None:
         _print(_line(("model", "bold magenta"), f" (turn {s.turn})"))
         _excerpt("", s.message, "", more, "magenta")
@@ -283,7 +279,7 @@ def _print_step(s: reports.StoryStep, lim: reports.Limits, more: str | None) -> 
     if s.kind == "command":
         facts += _status(s.exit_code, s.timed_out, s.oom_killed, s.duration_ms)
     else:
-        facts.append(_ms(s.duration_ms))
+        facts.append(duration_text(s.duration_ms))
     if s.cpu_s is not None:
         facts.append(f"  cpu {s.cpu_s:.2f} s")
     if s.peak_memory_bytes is not None:
