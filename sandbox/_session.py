@@ -782,11 +782,12 @@ class Sandbox:
             for sess in self._sessions.values():
                 self._settle_start(sess)
             # A shell saves its state just after it reports a command done; let it finish
-            # (one no-op each) before the restart below needs that state.
+            # (one no-op each) before the restart below needs that state. The builtin: a
+            # command may have defined a function named ":" (a fork bomb does).
             for sess in self._sessions.values():
                 if sess.channel is not None and not sess.channel.eof:
                     self._command_id += 1
-                    self._run_locked(sess, b":", 10.0, None, self._command_id, record=False)
+                    self._run_locked(sess, b"builtin :", 10.0, None, self._command_id, record=False)
             shells = self._shell_pids()
             procs, tail = self._control_request(
                 "__h_killall",
@@ -797,8 +798,10 @@ class Sandbox:
             for sess in self._sessions.values():
                 if sess.channel is not None and not sess.channel.wait_eof(15.0):
                     raise SessionLost("a shell survived kill -9; the container is stuck")
-            self._start_shell(self._sessions[""], restore=True)
             left = int(tail[0]) if tail else 0
+            if not left:
+                self._await_reaped({p.id for p in keep or ()})
+            self._start_shell(self._sessions[""], restore=True)
             if left:
                 raise SandboxError(
                     f"{left} processes in container {(self.container_id or '')[:12]} could "
@@ -808,6 +811,23 @@ class Sandbox:
                     "this sandbox."
                 )
             return ProcessSnapshot(tuple(p for p in procs if p.pid not in shells))
+
+    def _await_reaped(self, kept: set[tuple[int, int]], limit_s: float = 15.0) -> None:
+        """Wait until the killed processes are gone from the process table, zombies included.
+
+        A killed process holds its pid (and its slot under the pids limit) until it has
+        exited and PID 1 has reaped it; after a fork bomb that takes a while, and a shell
+        started before it ends could not fork. Bounded: whatever is still dying after
+        ``limit_s`` is left to the kernel.
+        """
+        deadline = time.monotonic() + limit_s
+        pause = 0.005
+        while True:
+            procs, _ = self._control_request("__h_ps", "listing the sandbox's processes")
+            if all(p.id in kept for p in procs) or time.monotonic() > deadline:
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _shell_pids(self) -> set[int]:
         """The pids of harness's live session shells."""

@@ -51,7 +51,7 @@ def _fill_pids(sb: Sandbox, limit: int) -> None:
     assert sb.run(BOMB, timeout=10).exit_code == 0
     r = sb.run(
         "f=/sys/fs/cgroup/pids/pids.current; [[ -r $f ]] || f=/sys/fs/cgroup/pids.current;"
-        f" until builtin read -r n < $f && (( n >= {limit} - 8 )); do :; done; echo $n",
+        f" until builtin read -r n < $f && (( n >= {limit} - 8 )); do builtin :; done; echo $n",
         timeout=120,
     )
     assert r.exit_code == 0 and not r.timed_out, r
@@ -142,6 +142,16 @@ def test_kill_without_keep_stops_everything(sb: Sandbox) -> None:
     assert svc in killed
     assert list(sb.processes()) == []
     assert sb.run("echo $KEPT $PWD").stdout == b"yes /tmp\n"
+
+
+def test_a_command_named_like_a_builtin_is_not_run_by_the_harness(sb: Sandbox) -> None:
+    # A fork bomb defines a function named ":"; the session's state keeps it across a kill
+    # and restart, and the harness's own no-ops must not call it.
+    sb.run(":() { echo called >> /tmp/colon; }")
+    sb.kill_processes()
+    sb.kill_processes()
+    r = sb.run("cat /tmp/colon 2>/dev/null; declare -F :")
+    assert r.stdout == b":\n", r
 
 
 def test_other_users_shells_are_stopped_and_restarted(sb: Sandbox) -> None:
