@@ -13,10 +13,11 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import stat
 import tarfile
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Protocol
@@ -88,22 +89,49 @@ def _kind(mode: int) -> str:
 
 
 def _hash_file(path: bytes, size: int, cap: int) -> tuple[str, bytes | None]:
-    h = hashlib.sha256()
     keep = size <= cap
+    h = hashlib.sha256()
     parts: list[bytes] = []
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
+    total = 0
+    # Plain reads on a raw descriptor, sized so that a file that has not grown since its
+    # lstat is read whole in one call: a command's changed files are read on its path, and
+    # most are small. A short read of a regular file is its end.
+    want = min(size + 1, 1 << 20)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        while True:
+            chunk = os.read(fd, want)
             h.update(chunk)
+            total += len(chunk)
             if keep:
                 parts.append(chunk)
+            if len(chunk) < want:
+                break
+            want = 1 << 20
+    finally:
+        os.close(fd)
+    keep = keep and total <= cap  # not if it grew past the cap while it was read
     return h.hexdigest(), (b"".join(parts) if keep else None)
 
 
-def state_of(path: bytes, cap: int) -> FileState | None:
-    """The state of a host path (None if absent or an overlay whiteout)."""
+_MISSING = object()
+
+
+def _lstat(path: bytes) -> os.stat_result | None:
     try:
-        st = os.lstat(path)
+        return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def state_of(
+    path: bytes, cap: int, st: os.stat_result | None | object = _MISSING
+) -> FileState | None:
+    """The state of a host path (None if absent or an overlay whiteout); ``st`` is its
+    lstat when the caller has just taken it."""
+    if st is _MISSING:
+        st = _lstat(path)
+    if not isinstance(st, os.stat_result):
         return None
     kind = _kind(st.st_mode)
     if kind == "char" and st.st_rdev == 0:
@@ -130,8 +158,41 @@ def unified_diff(path: bytes, before: bytes, after: bytes) -> bytes | None:
     if b"\0" in before or b"\0" in after:
         return None
     name = os.fsdecode(path)
-    text = "".join(difflib.unified_diff(a, b, f"a{name}", f"b{name}"))
+    text = "".join(_trimmed_unified_diff(a, b, f"a{name}", f"b{name}"))
     return text.encode("utf-8") if text else None
+
+
+_CONTEXT = 3  # difflib's default context lines
+_HUNK = re.compile(r"@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+
+
+def _trimmed_unified_diff(a: list[str], b: list[str], from_: str, to: str) -> Iterator[str]:
+    """``difflib.unified_diff(a, b)``, the same text, with the lines both sides share at the
+    start and end left out of the matching (an append to a long log file would otherwise
+    cost a full comparison of both files every time it is recorded)."""
+    n = min(len(a), len(b))
+    head = 0
+    while head < n and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    # Keep the context the hunks need; the unseen shared lines cannot change the hunks.
+    lo = max(0, head - _CONTEXT)
+    ta = len(a) - max(0, tail - _CONTEXT)
+    tb = len(b) - max(0, tail - _CONTEXT)
+    if lo == 0 and ta == len(a) and tb == len(b):
+        yield from difflib.unified_diff(a, b, from_, to)
+        return
+    for line in difflib.unified_diff(a[lo:ta], b[lo:tb], from_, to):
+        m = _HUNK.match(line) if line.startswith("@@") else None
+        if m is None:
+            yield line
+            continue
+        old, new = int(m[1]), int(m[3])
+        # A hunk's start moves with the lines cut before it (an empty range's start is the
+        # line before it, 0 at the top: it moves the same way).
+        yield f"@@ -{old + lo}{m[2]} +{new + lo}{m[4]} @@\n"
 
 
 class _ContentCache:
@@ -329,21 +390,19 @@ class OverlayDiffer(_Base):
                 continue
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 return None
-            return state_of(p, self.config.content_cap)
+            return state_of(p, self.config.content_cap, st)
         return None
 
     def _lower(self, path: bytes) -> FileState | None:
         return self._lookup(self.lowers, path, self._lower_dirs)
 
-    def _merged(self, path: bytes) -> FileState | None:
-        up = self.upper + path
-        try:
-            st = os.lstat(up)
-        except (FileNotFoundError, NotADirectoryError):
+    def _merged(self, path: bytes, st: os.stat_result | None) -> FileState | None:
+        """A path's state in the merged view; ``st`` is its lstat in the upper layer."""
+        if st is None:
             return self._lookup(self.layers, path, self._merged_dirs)
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             return None
-        return state_of(up, self.config.content_cap)
+        return state_of(self.upper + path, self.config.content_cap, st)
 
     def changes(self) -> list[FileChange]:
         try:
@@ -356,25 +415,27 @@ class OverlayDiffer(_Base):
         if not touched:
             return []
         self._merged_dirs = {}
-        paths = {b"/" + p for p in touched}
-        paths |= self._gone_below(paths)
-        states = ((p, self._merged(p)) for p in sorted(paths) if not self._ignored(p))
+        # One lstat of each path in the upper layer, for both looks below.
+        upper = {p: _lstat(self.upper + p) for p in (b"/" + t for t in touched)}
+        paths = set(upper)
+        paths |= self._gone_below(upper)
+        states = (
+            (p, self._merged(p, upper[p] if p in upper else _lstat(self.upper + p)))
+            for p in sorted(paths)
+            if not self._ignored(p)
+        )
         renamed = {b"/" + a: b"/" + b for a, b in renames.items()}
         return self._compare(states, renamed)
 
-    def _gone_below(self, paths: set[bytes]) -> set[bytes]:
+    def _gone_below(self, paths: dict[bytes, os.stat_result | None]) -> set[bytes]:
         """Every path below a directory that was deleted, replaced, or deleted and re-created
         (opaque): its image tree and what we know was in it."""
         roots: set[bytes] = set()
         for p in sorted(paths, key=len):
             if self._ignored(p) or _under(p, roots):
                 continue
-            up = self.upper + p
-            try:
-                st = os.lstat(up)
-            except (FileNotFoundError, NotADirectoryError):
-                st = None
-            if st is not None and stat.S_ISDIR(st.st_mode) and not _opaque(up):
+            st = paths[p]
+            if st is not None and stat.S_ISDIR(st.st_mode) and not _opaque(self.upper + p):
                 continue  # still a directory: what left it is a change of its own
             if p in self._known:
                 before = self._known[p]

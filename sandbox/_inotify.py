@@ -108,23 +108,24 @@ class TreeWatcher:
                 self._pending.add(child)
                 self._add(child)
 
+    # A read returns whole events; one that leaves less room than the largest event (header
+    # and a NAME_MAX name) unused has taken everything queued when it was made.
+    _BUFFER = 1 << 16
+    _FULL = _BUFFER - (16 + 256)
+
     def _read(self) -> bytes:
-        chunks = []
-        while True:
-            try:
-                data = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        return b"".join(chunks)
+        try:
+            return os.read(self.fd, self._BUFFER)
+        except BlockingIOError:
+            return b""
 
     def changes(self) -> tuple[set[bytes], dict[bytes, bytes]]:
         """Paths (relative to root) touched since the last call, and paired renames."""
         moved_from: dict[int, bytes] = {}
         renames: dict[bytes, bytes] = {}
-        while data := self._read():
+        more = True
+        while more and (data := self._read()):
+            more = len(data) > self._FULL
             off = 0
             while off < len(data):
                 wd, mask, cookie, length = _HEADER.unpack_from(data, off)

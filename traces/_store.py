@@ -91,6 +91,9 @@ class TraceStore:
     def __init__(self, path: str | os.PathLike[str] | None = None, wait_s: float = 60.0) -> None:
         self.path = Path(path) if path is not None else default_path()
         self.wait_s = wait_s
+        # Looked at every few milliseconds by a writer (readers_waiting): made once.
+        self._wait_dir = self.path.with_name(self.path.name + ".wait")
+        self._wait_dir_s = str(self._wait_dir)
         self._migrated = False
 
     # -- connections ---------------------------------------------------------------------
@@ -175,14 +178,10 @@ class TraceStore:
         """Where writers spool batches while the file is held: ``<store>.spool/``."""
         return self.path.with_name(self.path.name + ".spool")
 
-    @property
-    def _wait_dir(self) -> Path:
-        return self.path.with_name(self.path.name + ".wait")
-
     def readers_waiting(self) -> bool:
         """Whether another process is waiting for the file (a writer then lets go of it)."""
         try:
-            names = os.listdir(self._wait_dir)
+            names = os.listdir(self._wait_dir_s)
         except FileNotFoundError:
             return False
         for name in names:
