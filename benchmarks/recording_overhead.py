@@ -19,10 +19,11 @@ in /work. The script repeats this cycle of 9 (``i`` runs over 1..20):
 so about a third of the commands change files, and each command's output is a few lines.
 Recording on means: spans and blobs into a real trace store, file changes with contents
 and diffs, a resource sample at every command's end and every 0.5 s. Off means no
-recording at all. Each round runs four sessions of the script, in the order off, on, on,
-off, so that a drift in the machine's load within the round falls on both sides equally; a
-round's ratio is the time the 200 commands took with recording on over off (summed over
-its two sessions each). ``ratio`` is the median of the rounds' ratios, ``ratio_min`` and
+recording at all. Each round runs eight sessions of the script, in the order off, on, on,
+off, on, off, off, on, so that a drift in the machine's load within the round falls on both
+sides equally; a round's ratio is the time the 200 commands took with recording on over
+off (summed over its four sessions each: this machine's noise is several percent a
+session). ``ratio`` is the median of the rounds' ratios, ``ratio_min`` and
 ``ratio_max`` their spread. The record is committed in the background as it goes; the
 final commit when the trial ends is timed separately (``flush_ms``), since it happens once
 per trial, not per command.
@@ -52,6 +53,11 @@ SETUP = (
     "git config user.name b && for i in $(seq 1 20); do printf 'line a\\nTODO %s\\nline c\\n' "
     "$i > src/m$i.py; done && git add -A && git commit -qm init"
 )
+
+
+# One round: four sessions a side, in an order whose drift cancels (ABBA BAAB).
+ORDER = (False, True, True, False, True, False, False, True)
+PER_SIDE = len(ORDER) // 2
 
 
 def script(n: int) -> list[str]:
@@ -141,17 +147,19 @@ def main() -> None:
         traces.Recorder(Path(tmp) / "bench.duckdb") as rec,
     ):
         d = Path(tmp)
-        timed_session(args.image, commands[:20], None)  # warm the image cache
-        timed_session(args.image, commands[:20], rec)  # and the recording's imports
+        # Not timed: one session a side pays what happens once a process (the image's
+        # pages, imports, the store's first appends).
+        timed_session(args.image, commands, None)
+        timed_session(args.image, commands, rec)
         for _ in range(rounds):
-            for record in (False, True, True, False):
+            for record in ORDER:
                 dt, flush = timed_session(args.image, commands, rec if record else None)
                 if record:
                     on.append(dt)
                     flushes.append(flush)
                 else:
                     off.append(dt)
-            ratios.append((on[-1] + on[-2]) / (off[-1] + off[-2]))
+            ratios.append(sum(on[-PER_SIDE:]) / sum(off[-PER_SIDE:]))
         on_ms, off_ms = statistics.median(on) * 1000, statistics.median(off) * 1000
         ratio = statistics.median(ratios)
         print("rounds off:", [round(x * 1000) for x in off], "on:", [round(x * 1000) for x in on])

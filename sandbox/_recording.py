@@ -401,6 +401,9 @@ class SessionRecorder:
                 self._pending.clear()
             for ended in batch:
                 self._make_logged(ended)
+                # Let a waiting thread have the interpreter between records: the session's
+                # reader must not wait out a batch to see its command end.
+                time.sleep(0)
             with self._cond:
                 self._made += len(batch)
                 self._cond.notify_all()
