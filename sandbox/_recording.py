@@ -24,9 +24,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, Tracer
 
-from traces.ended import EndedSpans, Parent
 from traces.vocab import Attr, Span, blob_ref
 
+from ._ended import EndedSpans, Parent
 from ._engine import is_local_engine
 from ._fsdiff import DEFAULT_IGNORE, ApiDiffer, DiffConfig, Differ, FileChange, OverlayDiffer
 from ._resources import CgroupReader, RawReading, Reader, StatsApiReader, host_reader

@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
-from traces.ended import EndedSpans
+from sandbox._ended import EndedSpans
 
 
 def _provider(**kw: object) -> tuple[TracerProvider, InMemorySpanExporter]:
