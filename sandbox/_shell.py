@@ -19,38 +19,53 @@ CONTROL_INIT = r"""
 # Replies to the harness (__h_ps, __h_killall) go to fd 97, the container's own stdout, which
 # the harness reads through its attach connection; everything else is discarded.
 exec 97>&1 >/dev/null 2>&1
-# __h_kill SHELL_PID LAST_PID COMMAND_ID
-# Kill the session shell first, so it cannot start the rest of the command line, then every process created since the command began (pid > LAST_PID) whose oldest new
+# The session shells PID 1 started (pid -> start time), which no other command's kill takes.
+declare -A __h_shells=()
+# __h_kill NONCE SHELL_PID LAST_PID COMMAND_ID
+# Kill the session shell first, so it cannot start the rest of the command line, then every
+# process created since the command began (pid > LAST_PID) whose oldest new
 # ancestor was forked by the session shell, or that was orphaned (reparented to PID 1), or
 # whose environment carries the command's id (daemons that escaped with setsid). Processes
-# started by earlier commands, such as background servers, are spared.
+# started by earlier commands, such as background servers, are spared. Unless NONCE is "-",
+# replies "END NONCE PID:START ..." naming what it killed (they may still be dying).
 __h_kill() {
-  local sh=$1 last=$2 id=$3 round p q line rest found e
-  local -A pp
+  local nonce=$1 sh=$2 last=$3 id=$4 round p q line rest found e
+  local -A pp st hit=()
+  local -a killed=()
   builtin kill -9 "$sh" 2>/dev/null
-  for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
-    pp=()
+  # Targets are stopped first, round after round until no new one appears (a stopped process
+  # cannot fork, so a fork bomb stops growing), then killed together.
+  for round in {1..64}; do
+    pp=() st=()
     for p in /proc/[0-9]*; do
       builtin read -r line 2>/dev/null < "$p/stat" || continue
       rest=${line##*) }
       builtin set -- $rest
       pp[${p#/proc/}]=$2
+      st[${p#/proc/}]=${20}
     done
     found=0
     for p in "${!pp[@]}"; do
       (( p > last && p != $$ )) || continue
+      [[ -z ${hit[$p:${st[$p]}]} ]] || continue
+      [[ ${__h_shells[$p]} != "${st[$p]}" ]] || continue  # another session's shell
       q=${pp[$p]}
       while (( q > last )); do q=${pp[$q]:-0}; done
-      if (( q == sh || q == 1 )); then
-        builtin kill -9 "$p" 2>/dev/null && found=1
-        continue
+      if (( q != sh && q != 1 )); then
+        q=
+        while IFS= builtin read -r -d '' e; do
+          [[ $e == "HARNESS_COMMAND_ID=$id" ]] && { q=1; break; }
+        done 2>/dev/null < "/proc/$p/environ"
+        [[ -n $q ]] || continue
       fi
-      while IFS= builtin read -r -d '' e; do
-        if [[ $e == "HARNESS_COMMAND_ID=$id" ]]; then builtin kill -9 "$p" 2>/dev/null && found=1; break; fi
-      done 2>/dev/null < "/proc/$p/environ"
+      builtin kill -STOP "$p" 2>/dev/null && found=1 && hit[$p:${st[$p]}]=1
     done
     (( found )) || break
   done
+  for p in "${!hit[@]}"; do
+    builtin kill -9 "${p%%:*}" 2>/dev/null && killed+=("$p")
+  done
+  [[ $nonce == - ]] || builtin printf 'BEGIN %s\0END %s %s\0' "$nonce" "$nonce" "${killed[*]}" >&97
 }
 # __h_rec PID: one process as a record: "PID START PPID STATE ARGC\0NAME\0", then its ARGC
 # arguments, each NUL-terminated. START is field 22 of /proc/PID/stat (clock ticks after boot):
@@ -77,6 +92,32 @@ __h_ps() {
     [[ ${p#/proc/} == 1 ]] || __h_rec "${p#/proc/}"
   done
   builtin printf 'END %s\0' "$1" >&97
+}
+# __h_spawn NONCE IN OUT ERR [DIR]: start a session shell on three FIFOs the harness made in
+# /dev/shm (no engine round trip, unlike a docker exec); replies "END NONCE PID". PID 1's
+# reply channel (fd 97) is not passed on.
+__h_spawn() {
+  local nonce=$1 line rest
+  if [[ -n $5 ]]; then
+    ( builtin cd -- "$5" 2>/dev/null; builtin unset PWD OLDPWD SHLVL; builtin exec bash --noprofile --norc ) <"$2" >"$3" 2>"$4" 97>&- &
+  else
+    ( builtin unset PWD OLDPWD SHLVL; builtin exec bash --noprofile --norc ) <"$2" >"$3" 2>"$4" 97>&- &
+  fi
+  builtin read -r -d '' line 2>/dev/null < "/proc/$!/stat"
+  rest=${line##*) }
+  builtin set -- $rest
+  __h_shells[$!]=${20}
+  builtin printf 'BEGIN %s\0END %s %s\0' "$nonce" "$nonce" "$!" >&97
+}
+# __h_status NONCE PID: "END NONCE running", or the exit status of a shell __h_spawn started.
+__h_status() {
+  local s=running
+  if ! builtin kill -0 "$2" 2>/dev/null; then
+    builtin wait "$2" 2>/dev/null
+    s=$?
+    builtin unset "__h_shells[$2]"
+  fi
+  builtin printf 'BEGIN %s\0END %s %s\0' "$1" "$1" "$s" >&97
 }
 # __h_killall NONCE [PID:START ...]: kill every process but PID 1 and those listed, a fork
 # bomb at the pids limit and setsid daemons included, with builtins only (no pid slot needed).

@@ -198,6 +198,7 @@ class Attr:
     LIMITS_DISK_MODE: Final = "harness.limits.disk_mode"  # quota | measured | none
     FAST_PATH_FILES: Final = "harness.fast_path.file_changes"
     FAST_PATH_RESOURCES: Final = "harness.fast_path.resources"
+    FAST_PATH_SHELLS: Final = "harness.fast_path.shells"  # started by PID 1, not docker exec
 
     # -- actions: who issued a command or file write, and the agent's step number ---------
     ACTOR: Final = "harness.actor"  # agent | verifier | harness (Actor)
